@@ -1,0 +1,131 @@
+//! Why an event was refused: a machine-readable [`ErrorCode`] (sent to the DLQ
+//! as the `ErrorCode` message attribute) and a human reason that names the
+//! failing field. Reasons never echo string values, so a name or an email in
+//! the wrong field never reaches a log line.
+
+use std::fmt;
+
+use crate::limits::MAX_ERROR_MESSAGE_CHARS;
+
+/// The `ErrorCode` attribute of a dead letter: one per kind of refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The body is larger than SQS's 256 KiB message limit.
+    BodyTooLarge,
+    /// The body is not UTF-8 JSON.
+    MalformedJson,
+    /// The body is JSON but breaks the event contract v1.
+    InvalidEvent,
+    /// A patch whose predecessor version is a tombstone: it can never apply.
+    PatchOnDeleted,
+    /// DynamoDB refused the item (`ValidationException`), e.g. over 400 KB.
+    ItemRejected,
+}
+
+impl ErrorCode {
+    /// The code as it appears in the DLQ's `ErrorCode` attribute and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BodyTooLarge => "BodyTooLarge",
+            Self::MalformedJson => "MalformedJson",
+            Self::InvalidEvent => "InvalidEvent",
+            Self::PatchOnDeleted => "PatchOnDeleted",
+            Self::ItemRejected => "ItemRejected",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event that cannot be applied, ever: retrying will not help, so the
+/// worker dead-letters it with this code and reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct ContractError {
+    code: ErrorCode,
+    field: String,
+    reason: String,
+}
+
+impl ContractError {
+    /// A refusal of `field` (a JSON path such as `student.grade`, or `body`).
+    pub fn new(code: ErrorCode, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { code, field: field.into(), reason: redact_quoted(&reason.into()) }
+    }
+
+    /// Shorthand for a contract violation of one field.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidEvent, field, reason)
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    /// The failing field's path (`body` when the whole body is at fault).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The reason, without the field.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+
+    /// `field: reason`, cut to the 256 characters a DLQ attribute carries.
+    pub fn dlq_message(&self) -> String {
+        truncate_chars(&self.to_string(), MAX_ERROR_MESSAGE_CHARS)
+    }
+}
+
+/// Cuts `text` to at most `max` characters, marking the cut with `…`.
+pub fn truncate_chars(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// Replaces every double-quoted run in serde's messages (`invalid type:
+/// string "Alice", expected u64`) with `"…"`: the value may be personal data.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            out.push(c);
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        let e = ContractError::invalid("student.grade", r#"invalid type: string "Alice", expected u64"#);
+        assert_eq!(e.to_string(), r#"student.grade: invalid type: string "…", expected u64"#);
+    }
+
+    #[test]
+    fn dlq_message_is_cut_to_256_chars() {
+        let e = ContractError::invalid("body", "x".repeat(1000));
+        assert_eq!(e.dlq_message().chars().count(), 256);
+        assert!(e.dlq_message().ends_with('…'));
+    }
+}
