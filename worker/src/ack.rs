@@ -1,0 +1,165 @@
+//! Finishes messages on the source queue: deletes what is done and changes
+//! the visibility of what is deferred or released, in batches of up to 10
+//! across messages, flushed when full or after a short pause.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::AwsError;
+
+/// SQS batch calls take at most 10 entries.
+pub const MAX_BATCH_ENTRIES: usize = 10;
+/// A partly filled batch waits at most this long for company.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// What to do with a message on the source queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ack {
+    /// Done: delete it.
+    Delete(String),
+    /// Make it visible again after this many seconds (0: at once).
+    Visibility(String, i32),
+}
+
+/// Counts of what the acker did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AckStats {
+    /// Messages deleted.
+    pub deleted: u64,
+    /// Deletes SQS refused (the message will be received again: a duplicate, absorbed).
+    pub delete_failed: u64,
+    /// Visibility changes made.
+    pub visibility_changed: u64,
+    /// Visibility changes SQS refused (the message reappears when its visibility ends).
+    pub visibility_failed: u64,
+}
+
+/// Sends acks to the acker task.
+pub type AckSender = mpsc::UnboundedSender<Ack>;
+
+/// Starts the acker for `queue_url`; it ends, after a final flush, when every
+/// sender is dropped.
+pub fn spawn(sqs: aws_sdk_sqs::Client, queue_url: String, region: String) -> (AckSender, JoinHandle<AckStats>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let acker = Acker { sqs, queue_url, region, stats: AckStats::default() };
+    (tx, tokio::spawn(acker.run(rx)))
+}
+
+struct Acker {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    region: String,
+    stats: AckStats,
+}
+
+impl Acker {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ack>) -> AckStats {
+        let mut deletes = Vec::new();
+        let mut changes = Vec::new();
+        loop {
+            let next = if deletes.is_empty() && changes.is_empty() {
+                rx.recv().await
+            } else {
+                match tokio::time::timeout(FLUSH_INTERVAL, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.flush(&mut deletes, &mut changes).await;
+                        continue;
+                    }
+                }
+            };
+            match next {
+                Some(Ack::Delete(receipt)) => deletes.push(receipt),
+                Some(Ack::Visibility(receipt, seconds)) => changes.push((receipt, seconds)),
+                None => break,
+            }
+            if deletes.len() >= MAX_BATCH_ENTRIES || changes.len() >= MAX_BATCH_ENTRIES {
+                self.flush(&mut deletes, &mut changes).await;
+            }
+        }
+        self.flush(&mut deletes, &mut changes).await;
+        self.stats
+    }
+
+    async fn flush(&mut self, deletes: &mut Vec<String>, changes: &mut Vec<(String, i32)>) {
+        while !deletes.is_empty() {
+            let batch: Vec<_> = deletes.drain(..deletes.len().min(MAX_BATCH_ENTRIES)).collect();
+            self.delete(batch).await;
+        }
+        while !changes.is_empty() {
+            let batch: Vec<_> = changes.drain(..changes.len().min(MAX_BATCH_ENTRIES)).collect();
+            self.change_visibility(batch).await;
+        }
+    }
+
+    async fn delete(&mut self, receipts: Vec<String>) {
+        let n = receipts.len() as u64;
+        let entries = receipts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().ok()
+            })
+            .collect();
+        match self.sqs.delete_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send().await {
+            Ok(out) => {
+                let failed = out.failed.len() as u64;
+                for f in &out.failed {
+                    tracing::warn!(code = %f.code, sender_fault = f.sender_fault, "delete refused: the message will be received again (a duplicate, absorbed by the version guard)");
+                }
+                self.stats.deleted += n - failed;
+                self.stats.delete_failed += failed;
+            }
+            Err(e) => {
+                let e = AwsError::from_sdk(
+                    &e,
+                    "sqs:DeleteMessageBatch",
+                    &format!("queue {}", self.queue_url),
+                    &self.region,
+                );
+                tracing::error!(error = %e, messages = n, "delete failed: these messages will be received again");
+                self.stats.delete_failed += n;
+            }
+        }
+    }
+
+    async fn change_visibility(&mut self, changes: Vec<(String, i32)>) {
+        let n = changes.len() as u64;
+        let entries = changes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (r, s))| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(r)
+                    .visibility_timeout(s)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let call = self.sqs.change_message_visibility_batch().queue_url(&self.queue_url).set_entries(Some(entries));
+        match call.send().await {
+            Ok(out) => {
+                let failed = out.failed.len() as u64;
+                for f in &out.failed {
+                    tracing::warn!(code = %f.code, "visibility change refused: the message reappears when its visibility ends");
+                }
+                self.stats.visibility_changed += n - failed;
+                self.stats.visibility_failed += failed;
+            }
+            Err(e) => {
+                let e = AwsError::from_sdk(
+                    &e,
+                    "sqs:ChangeMessageVisibilityBatch",
+                    &format!("queue {}", self.queue_url),
+                    &self.region,
+                );
+                tracing::warn!(error = %e, messages = n, "visibility change failed: the messages reappear when their visibility ends");
+                self.stats.visibility_failed += n;
+            }
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! AWS clients from the SDK's default chain: region, credentials (the ECS
+//! task role in production) and endpoints (`AWS_ENDPOINT_URL` for the local
+//! emulator) all come from it; no keys in code.
+
+use std::time::Duration;
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::config::{ConfigError, RunConfig};
+
+/// One DynamoDB write attempt may take this long before it counts as failed
+/// and is retried (the SDK sets no read timeout by default).
+pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// SQS calls get this long on top of the long-poll wait before they time out.
+pub const SQS_ATTEMPT_SLACK: Duration = Duration::from_secs(15);
+
+/// Loads the shared SDK configuration; a missing region stops start-up.
+pub async fn load_sdk_config() -> Result<SdkConfig, ConfigError> {
+    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    if sdk.region().is_none() {
+        return Err(ConfigError {
+            variable: "AWS_REGION",
+            flag: "region (none: environment only)",
+            problem: "is not set and no profile names a region".into(),
+            fix: "set AWS_REGION to the region of the table and queue, e.g. ap-northeast-2 (ECS sets it for tasks)"
+                .into(),
+        });
+    }
+    Ok(sdk)
+}
+
+/// The region the SDK resolved, for messages.
+pub fn region_of(sdk: &SdkConfig) -> String {
+    sdk.region().map_or_else(|| "(no region)".to_owned(), ToString::to_string)
+}
+
+/// The clients `run` uses.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    /// SQS, with the SDK's standard retries on.
+    pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB, with SDK retries off: the worker's own backoff is the only retry layer.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// The region, for error messages.
+    pub region: String,
+}
+
+impl Clients {
+    /// Builds the worker's clients from the shared configuration.
+    pub fn for_worker(sdk: &SdkConfig, config: &RunConfig) -> Self {
+        let long_poll = Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(20));
+        let sqs_timeouts = TimeoutConfig::builder().operation_attempt_timeout(long_poll + SQS_ATTEMPT_SLACK).build();
+        let sqs = aws_sdk_sqs::config::Builder::from(sdk).timeout_config(sqs_timeouts).build();
+        let dynamodb_timeouts = TimeoutConfig::builder().operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT).build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(dynamodb_timeouts)
+            .build();
+        Self {
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            region: region_of(sdk),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! `student-worker setup`: idempotently creates what the worker needs in a dev
+//! or test account: table `Students` (key `StudentID` S, on demand), the source
+//! queue, its DLQ, and the redrive policy between them. Prints the env lines
+//! `run` reads.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_sqs::types::QueueAttributeName;
+use clap::Args;
+
+use crate::aws::region_of;
+use crate::error::{AwsError, Kind};
+
+/// The DLQ keeps messages for the SQS maximum, 14 days, to give operators time.
+const DLQ_RETENTION_SECONDS: &str = "1209600";
+
+/// `setup`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct SetupArgs {
+    /// Table to create.
+    #[arg(long, env = "DYNAMODB_TABLE_NAME", default_value = "Students")]
+    pub table_name: String,
+    /// Source queue name (a `.fifo` name makes FIFO queues).
+    #[arg(long, default_value = "students")]
+    pub queue_name: String,
+    /// DLQ name [default: <queue>-dlq].
+    #[arg(long)]
+    pub dlq_name: Option<String>,
+    /// Receives before SQS moves a message to the DLQ.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receive_count: u32,
+    /// The queue's default visibility timeout (`run` asks for its own on each receive).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=43_200))]
+    pub visibility_timeout_seconds: u32,
+}
+
+impl SetupArgs {
+    fn dlq_name(&self) -> String {
+        self.dlq_name.clone().unwrap_or_else(|| match self.queue_name.strip_suffix(".fifo") {
+            Some(base) => format!("{base}-dlq.fifo"),
+            None => format!("{}-dlq", self.queue_name),
+        })
+    }
+}
+
+/// What `setup` made (or found).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupOutput {
+    /// The table.
+    pub table_name: String,
+    /// The source queue's URL.
+    pub queue_url: String,
+    /// The DLQ's URL.
+    pub dlq_url: String,
+}
+
+/// Runs `setup` and prints `DYNAMODB_TABLE_NAME=…`, `SQS_QUEUE_URL=…`, `SQS_DLQ_URL=…`.
+pub async fn setup(sdk: &SdkConfig, args: &SetupArgs) -> anyhow::Result<()> {
+    let out = ensure(sdk, args).await?;
+    println!("DYNAMODB_TABLE_NAME={}", out.table_name);
+    println!("SQS_QUEUE_URL={}", out.queue_url);
+    println!("SQS_DLQ_URL={}", out.dlq_url);
+    Ok(())
+}
+
+/// Creates whatever is missing; safe to run again.
+pub async fn ensure(sdk: &SdkConfig, args: &SetupArgs) -> Result<SetupOutput, AwsError> {
+    let region = region_of(sdk);
+    let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    ensure_table(&dynamodb, &args.table_name, &region).await?;
+    let fifo = args.queue_name.ends_with(".fifo");
+    let dlq_url = ensure_queue(&sqs, &args.dlq_name(), fifo, &region).await?;
+    let dlq_arn = queue_arn(&sqs, &dlq_url, &region).await?;
+    let queue_url = ensure_queue(&sqs, &args.queue_name, fifo, &region).await?;
+    let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": args.max_receive_count });
+    let set = |url: &str, name: QueueAttributeName, value: String| {
+        sqs.set_queue_attributes().queue_url(url.to_owned()).attributes(name, value).send()
+    };
+    set(&queue_url, QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .await
+        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &queue_url, &region))?;
+    set(&queue_url, QueueAttributeName::VisibilityTimeout, args.visibility_timeout_seconds.to_string())
+        .await
+        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &queue_url, &region))?;
+    set(&dlq_url, QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECONDS.to_owned())
+        .await
+        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &dlq_url, &region))?;
+    tracing::info!(table = %args.table_name, %queue_url, %dlq_url, max_receive_count = args.max_receive_count, "setup complete");
+    Ok(SetupOutput { table_name: args.table_name.clone(), queue_url, dlq_url })
+}
+
+async fn ensure_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: &str) -> Result<(), AwsError> {
+    let resource = format!("table {table}");
+    let created = dynamodb
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("StudentID")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| local_error(Kind::Rejected, "dynamodb:CreateTable", e, &resource, region))?,
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("StudentID")
+                .key_type(KeyType::Hash)
+                .build()
+                .map_err(|e| local_error(Kind::Rejected, "dynamodb:CreateTable", e, &resource, region))?,
+        )
+        .send()
+        .await;
+    match created {
+        Ok(_) => tracing::info!(table, "table created"),
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {
+            tracing::info!(table, "table exists")
+        }
+        Err(e) => return Err(AwsError::from_sdk(&e, "dynamodb:CreateTable", &resource, region)),
+    }
+    dynamodb
+        .wait_until_table_exists()
+        .table_name(table)
+        .wait(std::time::Duration::from_secs(120))
+        .await
+        .map(|_| ())
+        .map_err(|e| local_error(Kind::Transient, "dynamodb:DescribeTable", e, &resource, region))
+}
+
+async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region: &str) -> Result<String, AwsError> {
+    if let Ok(found) = sqs.get_queue_url().queue_name(name).send().await
+        && let Some(url) = found.queue_url
+    {
+        return Ok(url);
+    }
+    let mut create = sqs.create_queue().queue_name(name);
+    if fifo {
+        create = create.attributes(QueueAttributeName::FifoQueue, "true");
+    }
+    let out =
+        create.send().await.map_err(|e| AwsError::from_sdk(&e, "sqs:CreateQueue", &format!("queue {name}"), region))?;
+    tracing::info!(queue = name, "queue created");
+    Ok(out.queue_url.unwrap_or_default())
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str, region: &str) -> Result<String, AwsError> {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {url}"), region))?;
+    Ok(out.attributes.unwrap_or_default().remove(&QueueAttributeName::QueueArn).unwrap_or_default())
+}
+
+/// A failure the SDK reports outside a service error (builders, waiters).
+fn local_error(kind: Kind, action: &'static str, e: impl std::fmt::Display, resource: &str, region: &str) -> AwsError {
+    AwsError {
+        kind,
+        action,
+        resource: resource.to_owned(),
+        region: region.to_owned(),
+        code: None,
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,39 @@
+//! Log output: JSON lines on stdout for CloudWatch (`LOG_FORMAT=json`, the
+//! default) or text for people; the level filter comes from `RUST_LOG`.
+
+use clap::ValueEnum;
+use tracing_subscriber::EnvFilter;
+
+/// `LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum LogFormat {
+    /// One JSON object a line (CloudWatch Logs Insights reads the fields).
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    /// stdout: the worker's stream for CloudWatch.
+    Stdout,
+    /// stderr: for commands whose stdout is their result (`setup` prints env lines).
+    Stderr,
+}
+
+/// Installs the global subscriber. `RUST_LOG` defaults to `info`.
+pub fn init(format: LogFormat, sink: Sink) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let writer = match sink {
+        Sink::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        Sink::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // A second init (tests run several workers in one process) is harmless.
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}

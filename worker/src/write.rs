@@ -1,0 +1,137 @@
+//! Applies one event to DynamoDB with its conditional write (see
+//! `student_shared::plan`), retrying throttling and transient errors with
+//! backoff until the message's deadline. On a failed condition the old item
+//! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) says why, without a read.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use student_shared::outcome::ConditionFailure;
+use student_shared::{ContractError, StudentEvent, WritePlan, classify_conditional_failure, plan_write};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::time::Instant;
+
+use crate::error::{Action, AwsError};
+use crate::retry::{self, Retried, Retryable};
+
+/// What a write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// The condition held; the item is stored.
+    Applied,
+    /// The condition failed; why.
+    NotApplied(ConditionFailure),
+}
+
+/// A write that did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The event cannot become an item.
+    #[error(transparent)]
+    Plan(#[from] ContractError),
+    /// DynamoDB refused or failed the call.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+impl WriteError {
+    /// Retry, dead-letter or stop.
+    pub fn action(&self) -> Action {
+        match self {
+            Self::Plan(_) => Action::DeadLetter,
+            Self::Aws(e) => e.action(),
+        }
+    }
+}
+
+impl Retryable for WriteError {
+    fn is_retryable(&self) -> bool {
+        self.action() == Action::Retry
+    }
+}
+
+/// Writes events to one table.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    region: String,
+}
+
+impl Writer {
+    /// A writer for `table`; the client should have SDK retries off.
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
+        Self { dynamodb, table: table.to_owned(), region: region.to_owned() }
+    }
+
+    /// Applies `event`, retrying transient failures until `deadline`.
+    pub async fn write(&self, event: &StudentEvent, deadline: Instant) -> Retried<Written, WriteError> {
+        let plan = match plan_write(event, &now_rfc3339()) {
+            Ok(plan) => plan,
+            Err(e) => return Retried { result: Err(e.into()), attempts: 0 },
+        };
+        retry::until_deadline(deadline, || self.attempt(event, &plan)).await
+    }
+
+    async fn attempt(&self, event: &StudentEvent, plan: &WritePlan) -> Result<Written, WriteError> {
+        let old = match plan.clone() {
+            WritePlan::Put { item, condition, names, values } => self
+                .dynamodb
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await
+                .map(|_| None)
+                .or_else(|e| match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(c)) => Ok(Some(c.item.clone())),
+                    _ => Err(self.error(&e, plan)),
+                })?,
+            WritePlan::Update { key, update, condition, names, values } => self
+                .dynamodb
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(Some(names))
+                .set_expression_attribute_values(Some(values))
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .send()
+                .await
+                .map(|_| None)
+                .or_else(|e| match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(Some(c.item.clone())),
+                    _ => Err(self.error(&e, plan)),
+                })?,
+        };
+        Ok(match old {
+            None => Written::Applied,
+            Some(old) => Written::NotApplied(classify(event, old.as_ref())),
+        })
+    }
+
+    fn error<E, R>(&self, e: &aws_sdk_dynamodb::error::SdkError<E, R>, plan: &WritePlan) -> WriteError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        AwsError::from_sdk(e, plan.action(), &format!("table {}", self.table), &self.region).into()
+    }
+}
+
+fn classify(event: &StudentEvent, old: Option<&HashMap<String, AttributeValue>>) -> ConditionFailure {
+    classify_conditional_failure(event, old.filter(|item| !item.is_empty()))
+}
+
+/// The worker's clock for `UpdatedAt`.
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
