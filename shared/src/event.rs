@@ -147,24 +147,39 @@ pub fn decode(body: &[u8]) -> Result<Decoded, ContractError> {
     Ok(Decoded { event, unknown_fields })
 }
 
-/// serde pass: JSON syntax and types, with the failing path tracked.
+/// serde pass: JSON syntax first, then types with the failing path tracked.
+/// Going through a [`serde_json::Value`] lets us insist on JSON objects
+/// (derived structs would also accept arrays, in field order).
 fn parse_wire(body: &[u8], unknown: &mut Vec<String>) -> Result<WireEvent, ContractError> {
-    let mut json = serde_json::Deserializer::from_slice(body);
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ContractError::new(ErrorCode::MalformedJson, "body", format!("not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(ContractError::invalid("body", format!("expected a JSON object, got {}", kind_of(&value))));
+    };
+    if let Some(student) = object.get("student").filter(|s| !s.is_object() && !s.is_null()) {
+        return Err(ContractError::invalid("student", format!("expected an object, got {}", kind_of(student))));
+    }
     let mut track = serde_path_to_error::Track::new();
     let mut on_unknown = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
-    let ignoring = serde_ignored::Deserializer::new(&mut json, &mut on_unknown);
+    let ignoring = serde_ignored::Deserializer::new(&value, &mut on_unknown);
     let tracked = serde_path_to_error::Deserializer::new(ignoring, &mut track);
-    let parsed = WireEvent::deserialize(tracked);
-    let wire = parsed.map_err(|e| wire_error(&track.path().to_string(), &e))?;
-    json.end().map_err(|e| wire_error(".", &e))?;
-    Ok(wire)
+    WireEvent::deserialize(tracked).map_err(|e| wire_error(&track.path().to_string(), &e))
+}
+
+/// The JSON type of a value, for messages (never the value itself).
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Turns a serde error at `path` into a refusal naming the field.
 fn wire_error(path: &str, error: &serde_json::Error) -> ContractError {
-    if error.is_syntax() || error.is_eof() || error.is_io() {
-        return ContractError::new(ErrorCode::MalformedJson, "body", format!("not valid JSON: {error}"));
-    }
     let message = strip_position(&error.to_string());
     let parent = if path == "." { String::new() } else { format!("{path}.") };
     if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.strip_suffix('`')) {
@@ -365,9 +380,12 @@ fn check_courses(courses: Vec<String>) -> Result<Vec<String>, ContractError> {
 }
 
 fn check_rfc3339(at: &str) -> Result<(), ContractError> {
-    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).map(|_| ()).map_err(|_| {
-        ContractError::invalid("occurredAt", "expected an RFC 3339 timestamp such as 2026-11-24T10:00:00Z")
-    })
+    // The `time` parser skips any byte between date and time; RFC 3339 wants `T`.
+    let separator_ok = matches!(at.as_bytes().get(10), Some(b'T' | b't'));
+    match time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339) {
+        Ok(_) if separator_ok => Ok(()),
+        _ => Err(ContractError::invalid("occurredAt", "expected an RFC 3339 timestamp such as 2026-11-24T10:00:00Z")),
+    }
 }
 
 #[cfg(test)]
@@ -400,6 +418,11 @@ mod tests {
         assert_eq!(e.field(), "student.grade");
         assert!(!e.to_string().contains("Alice"), "{e}");
         assert_eq!(err("[1]").field(), "body");
+        assert_eq!(err(r#"["StudentDeleted","e","1",5]"#).to_string(), "body: expected a JSON object, got an array");
+        assert_eq!(err(&OK.replace(r#"{"name":"Alice"}"#, r#"["Alice"]"#)).field(), "student");
+        assert_eq!(err(&OK.replace(r#""type":"StudentUpserted""#, r#""type":null"#)).field(), "type");
+        let spaced = OK.replace(r#""version":1"#, r#""version":1,"occurredAt":"2026-11-24 10:00:00Z""#);
+        assert_eq!(err(&spaced).field(), "occurredAt");
         assert_eq!(err("{").code(), ErrorCode::MalformedJson);
         assert_eq!(err(&format!("{OK} x")).code(), ErrorCode::MalformedJson);
     }

@@ -30,6 +30,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`outcome as usize` indexes it).
+    pub const ALL: [Outcome; 7] =
+        [Self::Applied, Self::Duplicate, Self::Stale, Self::Deferred, Self::Invalid, Self::Retry, Self::Released];
+
     /// The name in logs.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -3,6 +3,8 @@
 //! order (so a burst of patches does not defer itself), writes, and hands
 //! each message's fate to the acker. One JSON log line per message.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use student_shared::outcome::ConditionFailure;
@@ -78,6 +80,23 @@ pub struct Context {
     pub abort: CancellationToken,
     /// The first fatal error; setting it stops the worker.
     pub fatal: FatalSlot,
+    /// Outcomes so far.
+    pub counts: OutcomeCounts,
+}
+
+/// How many messages ended with each outcome.
+#[derive(Debug, Default)]
+pub struct OutcomeCounts([AtomicU64; Outcome::ALL.len()]);
+
+impl OutcomeCounts {
+    fn add(&self, outcome: Outcome) {
+        self.0[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts.
+    pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
+        Outcome::ALL.iter().map(|o| (o.as_str(), self.0[*o as usize].load(Ordering::Relaxed))).collect()
+    }
 }
 
 /// Holds the first fatal error and stops the worker when one is recorded.
@@ -136,6 +155,7 @@ pub async fn process_group(ctx: Arc<Context>, group: Vec<Work>, _permit: OwnedSe
             handled = handle(&ctx, &work) => handled,
         };
         log_outcome(&work, &handled);
+        ctx.counts.add(handled.outcome);
         if let Some(ack) = handled.ack {
             // The acker outlives every processing task; a send error means it is gone.
             let _ = ctx.acks.send(ack);

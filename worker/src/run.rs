@@ -3,6 +3,7 @@
 //! processor, and on shutdown or a fatal error stop receiving at once, drain
 //! or release in-flight messages, flush the acker and return.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,23 +11,27 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{self, AckStats};
+use crate::ack::{self, Ack, AckStats};
 use crate::aws::Clients;
 use crate::config::RunConfig;
 use crate::deadletter::DeadLetter;
 use crate::error::{Action, AwsError};
-use crate::poll::Poller;
-use crate::process::{Context, FatalSlot, group_by_student, process_group};
+use crate::poll::{Poller, Received};
+use crate::process::{Context, FatalSlot, OutcomeCounts, group_by_student, process_group};
 use crate::write::Writer;
 
+/// How long a receive under way at shutdown may still deliver (then released).
+const LATE_ARRIVAL_WINDOW: Duration = Duration::from_millis(250);
 /// Longest pause between failed receives.
 const MAX_RECEIVE_PAUSE: Duration = Duration::from_secs(10);
 
 /// What a run did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunSummary {
     /// Messages received.
     pub received: u64,
+    /// Messages per outcome (`applied`, `duplicate`, ...).
+    pub outcomes: BTreeMap<&'static str, u64>,
     /// Processing tasks that panicked (their messages reappear on the queue).
     pub panicked: u64,
     /// Deletes and visibility changes.
@@ -65,6 +70,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         acks,
         abort: abort.clone(),
         fatal: fatal.clone(),
+        counts: OutcomeCounts::default(),
     });
     let poller = Poller::new(clients.sqs.clone(), &config, &clients.region);
     let mut tasks = JoinSet::new();
@@ -72,6 +78,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     receive_loop(&config, &poller, &ctx, &stop, &mut tasks, &mut summary).await;
 
     drain(&mut tasks, &abort, config.shutdown_grace(), &mut summary).await;
+    summary.outcomes = ctx.counts.snapshot();
     drop(ctx); // the last sender: the acker flushes and ends
     summary.acks = acker.await.unwrap_or_default();
     tracing::info!(?summary, "worker stopped");
@@ -100,12 +107,12 @@ async fn receive_loop(
             () = stop.cancelled() => return,
             permit = acquire => match permit { Ok(p) => p, Err(_) => return },
         };
-        // Dropping an in-flight long poll is safe: anything it had taken
-        // reappears when its visibility ends.
+        let receive = poller.receive(i32::try_from(per_receive).unwrap_or(1));
+        tokio::pin!(receive);
         let batch = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
-            batch = poller.receive(i32::try_from(per_receive).unwrap_or(1)) => batch,
+            () = stop.cancelled() => return release_late_arrivals(receive, ctx).await,
+            batch = &mut receive => batch,
         };
         reap(tasks, summary);
         match batch {
@@ -132,6 +139,17 @@ async fn receive_loop(
                     tasks.spawn(process_group(Arc::clone(ctx), group, share));
                 }
             }
+        }
+    }
+}
+
+/// Stopping must not wait out a long poll, but a receive whose answer is
+/// already on its way would hide its messages for a whole visibility timeout:
+/// give it a moment, and hand back whatever it brings.
+async fn release_late_arrivals(receive: impl Future<Output = Result<Vec<Received>, AwsError>>, ctx: &Context) {
+    if let Ok(Ok(late)) = tokio::time::timeout(LATE_ARRIVAL_WINDOW, receive).await {
+        for message in late {
+            let _ = ctx.acks.send(Ack::Visibility(message.receipt_handle, 0));
         }
     }
 }

@@ -1,0 +1,7 @@
+//! Test support for the student-worker integration tests: a local AWS emulator (moto) and a fault-injecting HTTP proxy.
+
+pub mod emulator;
+pub mod history;
+pub mod model;
+pub mod proxy;
+pub mod world;

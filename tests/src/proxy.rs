@@ -1,0 +1,433 @@
+//! A small fault-injecting HTTP/1.1 proxy for tests, between AWS SDK clients
+//! and the emulator.
+//!
+//! Point a client at [`FaultProxy::endpoint`] (for example with
+//! [`sdk_config_with_endpoint`](crate::emulator::sdk_config_with_endpoint));
+//! every request is forwarded to the upstream unchanged (method, path, query,
+//! headers except `Host` and hop-by-hop ones, body) and the response relayed
+//! unchanged, unless a [`FaultRule`] matching the request's operation fires.
+//!
+//! The operation is the part after the `.` in the `X-Amz-Target` header
+//! (`DynamoDB_20120810.PutItem` → `PutItem`, `AmazonSQS.ReceiveMessage` →
+//! `ReceiveMessage`); requests without that header count as operation `""`.
+//!
+//! Error bodies follow the awsJson protocols, so the Rust SDK parses them as
+//! the named modeled or generic error (`code()` below):
+//!
+//! | fault | DynamoDB (`DynamoDB_20120810.*`) | SQS (`AmazonSQS.*`, query-compatible) |
+//! | --- | --- | --- |
+//! | [`Fault::Throttle`] | 400 `ProvisionedThroughputExceededException` | (same body) |
+//! | [`Fault::ThrottlingException`] | 400 `ThrottlingException` | 400 `ThrottlingException` |
+//! | [`Fault::AccessDenied`] | 400 `AccessDeniedException` | 403 `AccessDenied` |
+//! | [`Fault::ServiceUnavailable`] | 503 `ServiceUnavailable` | 503 `ServiceUnavailable` |
+//! | [`Fault::ValidationException`] | 400 `ValidationException` | 400 `ValidationError` |
+//! | [`Fault::InternalErrorAfterApply`] | 500 `InternalServerError` | 500 `InternalError` |
+//!
+//! Because the proxy rewrites `Host` to the upstream's, URLs that moto builds
+//! from it (SQS queue URLs) name the emulator, not the proxy. That is harmless
+//! for the SDK: it sends every call to its configured endpoint.
+//!
+//! The proxy runs on the calling tokio runtime and stops when dropped.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Seed of the RNG deciding [`FaultRule::rate`] draws, unless
+/// [`FaultProxy::start_with_seed`] is used.
+pub const DEFAULT_SEED: u64 = 0x5EED_CAFE;
+
+/// Matches every operation in [`FaultRule::operation`].
+pub const ANY_OPERATION: &str = "*";
+
+/// What to do to a matching request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// DynamoDB throttling: HTTP 400
+    /// `ProvisionedThroughputExceededException`. Not forwarded.
+    Throttle,
+    /// Generic throttling: HTTP 400 `ThrottlingException` (for SQS with the
+    /// `x-amzn-query-error: ThrottlingException;Sender` header). Not forwarded.
+    ThrottlingException,
+    /// HTTP 400 `AccessDeniedException` (SQS: 403, query code
+    /// `AccessDenied`). Not forwarded.
+    AccessDenied,
+    /// HTTP 503 `ServiceUnavailable`. Not forwarded.
+    ServiceUnavailable,
+    /// HTTP 400 `ValidationException`: the request is refused as such (e.g.
+    /// an item over 400 KB). Not forwarded.
+    ValidationException,
+    /// The ambiguous case: the request IS forwarded (so the write happens),
+    /// then moto's reply is replaced by HTTP 500 `InternalServerError`
+    /// (SQS: `InternalError`).
+    InternalErrorAfterApply,
+    /// Waits this long, then forwards normally.
+    Latency(Duration),
+}
+
+/// A fault-injection rule; the first rule (in insertion order) that matches a
+/// request's operation, still has budget and wins its `rate` draw applies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultRule {
+    /// Operation name, e.g. `PutItem`, `UpdateItem`, `ReceiveMessage`, or
+    /// [`ANY_OPERATION`].
+    pub operation: String,
+    /// What to inject.
+    pub fault: Fault,
+    /// Inject at most this many times, then the rule is spent; `None` = no
+    /// limit. With `rate: 1.0` this is "the first N matching calls".
+    pub times: Option<u64>,
+    /// Probability (0..=1) that a matching call gets the fault; 1.0 = every
+    /// call. Drawn from the proxy's seeded RNG.
+    pub rate: f64,
+}
+
+impl FaultRule {
+    /// A rule injecting `fault` into every call of `operation`.
+    #[must_use]
+    pub fn new(operation: impl Into<String>, fault: Fault) -> FaultRule {
+        FaultRule { operation: operation.into(), fault, times: None, rate: 1.0 }
+    }
+
+    /// Limits the rule to `n` injections.
+    #[must_use]
+    pub fn times(mut self, n: u64) -> FaultRule {
+        self.times = Some(n);
+        self
+    }
+
+    /// Sets the probability that a matching call gets the fault.
+    #[must_use]
+    pub fn rate(mut self, rate: f64) -> FaultRule {
+        self.rate = rate;
+        self
+    }
+}
+
+/// A fault-injecting proxy listening on `127.0.0.1`; stops when dropped.
+#[derive(Debug)]
+pub struct FaultProxy {
+    /// Where clients connect: `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    state: Arc<State>,
+    accept_task: JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct State {
+    upstream: Uri,
+    client: Client<HttpConnector, Full<Bytes>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    rules: Vec<ActiveRule>,
+    rng: SmallRng,
+    calls: HashMap<String, u64>,
+    faults: HashMap<String, u64>,
+}
+
+#[derive(Debug)]
+struct ActiveRule {
+    rule: FaultRule,
+    injected: u64,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` (e.g. `http://127.0.0.1:5000`) on a free
+    /// 127.0.0.1 port, with the RNG seeded by [`DEFAULT_SEED`].
+    ///
+    /// # Panics
+    /// If `upstream` is not an `http://host:port` URL or no port can be bound.
+    pub async fn start(upstream: &str) -> FaultProxy {
+        FaultProxy::start_with_seed(upstream, DEFAULT_SEED).await
+    }
+
+    /// Like [`FaultProxy::start`] with a chosen RNG seed.
+    ///
+    /// # Panics
+    /// If `upstream` is not an `http://host:port` URL or no port can be bound.
+    pub async fn start_with_seed(upstream: &str, seed: u64) -> FaultProxy {
+        let upstream: Uri =
+            upstream.trim_end_matches('/').parse().expect("upstream must be a URL like http://127.0.0.1:PORT");
+        assert_eq!(upstream.scheme_str(), Some("http"), "the proxy forwards plain http only");
+        assert!(upstream.authority().is_some(), "upstream needs host:port");
+        let listener =
+            TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await.expect("bind the proxy to 127.0.0.1:0");
+        let addr = listener.local_addr().expect("proxy listener address");
+        let state = Arc::new(State {
+            upstream,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            inner: Mutex::new(Inner {
+                rules: Vec::new(),
+                rng: SmallRng::seed_from_u64(seed),
+                calls: HashMap::new(),
+                faults: HashMap::new(),
+            }),
+        });
+        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
+        FaultProxy { endpoint: format!("http://{addr}"), state, accept_task }
+    }
+
+    /// Adds a rule (after the existing ones); takes effect for the next
+    /// request.
+    ///
+    /// # Panics
+    /// If `rule.rate` is not within 0..=1.
+    pub fn inject(&self, rule: FaultRule) {
+        assert!((0.0..=1.0).contains(&rule.rate), "FaultRule::rate must be within 0..=1, got {}", rule.rate);
+        self.state.lock().rules.push(ActiveRule { rule, injected: 0 });
+    }
+
+    /// Removes all rules (counters are kept).
+    pub fn clear(&self) {
+        self.state.lock().rules.clear();
+    }
+
+    /// Requests seen for `operation` (faulted or not); [`ANY_OPERATION`] for
+    /// all.
+    #[must_use]
+    pub fn calls(&self, operation: &str) -> u64 {
+        count(&self.state.lock().calls, operation)
+    }
+
+    /// Faults injected into `operation` (including [`Fault::Latency`]);
+    /// [`ANY_OPERATION`] for all.
+    #[must_use]
+    pub fn faults_injected(&self, operation: &str) -> u64 {
+        count(&self.state.lock().faults, operation)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        // The accept task owns the connection tasks (a JoinSet), so this also
+        // closes open connections.
+        self.accept_task.abort();
+    }
+}
+
+fn count(map: &HashMap<String, u64>, operation: &str) -> u64 {
+    if operation == ANY_OPERATION { map.values().sum() } else { map.get(operation).copied().unwrap_or(0) }
+}
+
+impl State {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the counters or rules
+        // inconsistent, so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts the call and picks the fault to inject, if any.
+    fn decide(&self, operation: &str) -> Option<Fault> {
+        let mut inner = self.lock();
+        *inner.calls.entry(operation.to_owned()).or_default() += 1;
+        let Inner { rules, rng, .. } = &mut *inner;
+        let fault = rules.iter_mut().find_map(|active| {
+            let rule = &active.rule;
+            let matches = rule.operation == ANY_OPERATION || rule.operation == operation;
+            let has_budget = rule.times.is_none_or(|n| active.injected < n);
+            if matches && has_budget && rng.random_bool(rule.rate) {
+                active.injected += 1;
+                Some(rule.fault.clone())
+            } else {
+                None
+            }
+        })?;
+        *inner.faults.entry(operation.to_owned()).or_default() += 1;
+        Some(fault)
+    }
+}
+
+async fn accept_loop(listener: TcpListener, state: Arc<State>) {
+    let mut connections = JoinSet::new();
+    loop {
+        // Reap finished connection tasks so the set does not grow.
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = listener.accept().await else {
+            // E.g. out of file descriptors: do not spin.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let state = Arc::clone(&state);
+        connections.spawn(async move {
+            let service = service_fn(move |req| handle(Arc::clone(&state), req));
+            // A client hanging up mid-request is not an error worth reporting.
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+/// The operation named by `X-Amz-Target`: the part after the last `.`.
+fn operation_of(headers: &HeaderMap) -> String {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
+        .unwrap_or_default()
+}
+
+/// Whether the request is for SQS (query-compatible awsJson errors).
+fn is_sqs(headers: &HeaderMap) -> bool {
+    headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|target| target.starts_with("AmazonSQS."))
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let operation = operation_of(req.headers());
+    let sqs = is_sqs(req.headers());
+    let response = match state.decide(&operation) {
+        None => forward(&state, req).await,
+        Some(Fault::Latency(delay)) => {
+            tokio::time::sleep(delay).await;
+            forward(&state, req).await
+        }
+        Some(Fault::InternalErrorAfterApply) => {
+            // Let the write happen; throw the real answer away.
+            let _applied = forward(&state, req).await;
+            error_response(&Fault::InternalErrorAfterApply, sqs, &operation)
+        }
+        Some(fault) => error_response(&fault, sqs, &operation),
+    };
+    Ok(response)
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and framing, not forwarded either way.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    for (name, value) in from {
+        if !is_hop_by_hop(name) && name != header::HOST {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+async fn forward(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}")),
+    };
+    let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let uri = match Uri::builder()
+        .scheme("http")
+        .authority(state.upstream.authority().map_or("", |a| a.as_str()))
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(uri) => uri,
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: bad upstream URI: {e}")),
+    };
+    let mut upstream_req = Request::new(Full::new(body));
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = uri;
+    // The client sets Host from the URI.
+    copy_headers(&parts.headers, upstream_req.headers_mut());
+
+    let upstream_resp = match state.client.request(upstream_req).await {
+        Ok(resp) => resp,
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: upstream request failed: {e}")),
+    };
+    let (parts, body) = upstream_resp.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, format!("proxy: reading upstream body: {e}")),
+    };
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = parts.status;
+    copy_headers(&parts.headers, resp.headers_mut());
+    resp
+}
+
+fn plain(status: StatusCode, message: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(message)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// An awsJson error response the SDK parses as the fault's error code.
+fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<Bytes>> {
+    // (HTTP status, `__type`, SQS query-compatible "code;type" header)
+    let (status, error_type, query_error) = match (fault, sqs) {
+        (Fault::Throttle, _) => {
+            (StatusCode::BAD_REQUEST, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", None)
+        }
+        (Fault::ThrottlingException, false) => {
+            (StatusCode::BAD_REQUEST, "com.amazonaws.dynamodb.v20120810#ThrottlingException", None)
+        }
+        (Fault::ThrottlingException, true) => {
+            (StatusCode::BAD_REQUEST, "com.amazonaws.sqs#ThrottlingException", Some("ThrottlingException;Sender"))
+        }
+        (Fault::AccessDenied, false) => {
+            (StatusCode::BAD_REQUEST, "com.amazon.coral.service#AccessDeniedException", None)
+        }
+        (Fault::AccessDenied, true) => {
+            (StatusCode::FORBIDDEN, "com.amazon.coral.service#AccessDeniedException", Some("AccessDenied;Sender"))
+        }
+        (Fault::ValidationException, false) => {
+            (StatusCode::BAD_REQUEST, "com.amazon.coral.validate#ValidationException", None)
+        }
+        (Fault::ValidationException, true) => {
+            (StatusCode::BAD_REQUEST, "com.amazon.coral.validate#ValidationException", Some("ValidationError;Sender"))
+        }
+        (Fault::ServiceUnavailable, false) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "com.amazonaws.dynamodb.v20120810#ServiceUnavailable", None)
+        }
+        (Fault::ServiceUnavailable, true) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "com.amazonaws.sqs#ServiceUnavailable",
+            Some("ServiceUnavailable;Receiver"),
+        ),
+        (Fault::InternalErrorAfterApply | Fault::Latency(_), false) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.dynamodb.v20120810#InternalServerError", None)
+        }
+        (Fault::InternalErrorAfterApply | Fault::Latency(_), true) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.sqs#InternalError", Some("InternalError;Receiver"))
+        }
+    };
+    let body = serde_json::json!({
+        "__type": error_type,
+        "message": format!("injected by the test FaultProxy ({fault:?} on {operation})"),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
+    headers.insert("x-amzn-requestid", HeaderValue::from_static("fault-proxy-injected"));
+    if let Some(query_error) = query_error {
+        headers.insert("x-amzn-query-error", HeaderValue::from_static(query_error));
+    }
+    resp
+}

@@ -1,0 +1,226 @@
+//! A test world: a fresh emulator with the worker's table, queue and DLQ
+//! (made by the worker's own `setup`), clients to inspect them, and helpers
+//! to run the worker in-process or as the real binary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry};
+use student_worker::aws::Clients;
+use student_worker::commands::setup::{SetupArgs, ensure};
+use student_worker::config::RunConfig;
+use student_worker::run::{RunError, RunSummary, run};
+use tokio_util::sync::CancellationToken;
+
+use crate::emulator::{Emulator, sdk_config_with_endpoint, workspace_root};
+
+/// One item as stored: attribute name → value.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A dead letter as the operator sees it.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// The original body.
+    pub body: String,
+    /// Message attributes as strings (`ErrorCode`, `ErrorMessage`, ...).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// An emulator with the worker's resources.
+pub struct World {
+    /// The emulator (dropped last).
+    pub emulator: Emulator,
+    /// SDK config pointing at it.
+    pub sdk: SdkConfig,
+    /// SQS client.
+    pub sqs: aws_sdk_sqs::Client,
+    /// DynamoDB client.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    /// Source queue URL.
+    pub queue_url: String,
+    /// DLQ URL.
+    pub dlq_url: String,
+    /// Table name.
+    pub table: String,
+}
+
+impl World {
+    /// Table `Students`, queue `students` with maxReceiveCount 5.
+    pub async fn new() -> World {
+        Self::with_max_receive_count(5).await
+    }
+
+    /// The same with another maxReceiveCount.
+    pub async fn with_max_receive_count(max_receive_count: u32) -> World {
+        let emulator = Emulator::start();
+        let sdk = emulator.sdk_config().await;
+        let args = SetupArgs {
+            table_name: "Students".into(),
+            queue_name: "students".into(),
+            dlq_name: None,
+            max_receive_count,
+            visibility_timeout_seconds: 60,
+        };
+        let out = ensure(&sdk, &args).await.expect("setup against the emulator");
+        World {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            sdk,
+            emulator,
+            queue_url: out.queue_url,
+            dlq_url: out.dlq_url,
+            table: out.table_name,
+        }
+    }
+
+    /// A run configuration for tests: DLQ on, 1 s long polls, exit when empty.
+    pub fn config(&self) -> RunConfig {
+        let mut c = RunConfig::new(&self.queue_url, &self.table);
+        c.dlq_url = Some(self.dlq_url.clone());
+        c.wait_time_seconds = 1;
+        c.visibility_timeout_seconds = 30;
+        c.exit_when_empty = true;
+        c
+    }
+
+    /// Sends raw bodies to the source queue, 10 per batch.
+    pub async fn send(&self, bodies: &[String]) {
+        for (n, chunk) in bodies.chunks(10).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| SendMessageBatchRequestEntry::builder().id(format!("m{n}-{i}")).message_body(b).build())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("entries");
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send batch");
+            assert!(out.failed.is_empty(), "send failed: {:?}", out.failed);
+        }
+    }
+
+    /// Runs the worker in-process until it exits.
+    pub async fn run(&self, config: RunConfig) -> Result<RunSummary, RunError> {
+        let clients = Clients::for_worker(&self.sdk, &config);
+        run(config, clients, CancellationToken::new()).await
+    }
+
+    /// Runs the worker in-process with its clients sent to `endpoint` (a proxy).
+    pub async fn run_via(&self, endpoint: &str, config: RunConfig) -> Result<RunSummary, RunError> {
+        let sdk = sdk_config_with_endpoint(endpoint).await;
+        let clients = Clients::for_worker(&sdk, &config);
+        run(config, clients, CancellationToken::new()).await
+    }
+
+    /// Every item, by `StudentID`.
+    pub async fn table(&self) -> BTreeMap<String, Item> {
+        let items: Vec<Item> = self
+            .dynamodb
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<_, _>>()
+            .await
+            .expect("scan");
+        items
+            .into_iter()
+            .map(|item| {
+                let id = item.get("StudentID").and_then(|v| v.as_s().ok()).cloned().expect("StudentID S");
+                (id, item)
+            })
+            .collect()
+    }
+
+    /// Every message on the DLQ (received, not deleted).
+    pub async fn dead_letters(&self) -> Vec<DeadLetter> {
+        drain_queue(&self.sqs, &self.dlq_url).await
+    }
+
+    /// Every message still on the source queue (received, not deleted).
+    pub async fn leftovers(&self) -> Vec<DeadLetter> {
+        drain_queue(&self.sqs, &self.queue_url).await
+    }
+
+    /// (visible, in flight) messages on the source queue.
+    pub async fn queue_counts(&self) -> (u64, u64) {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes.unwrap_or_default();
+        let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        (
+            n(&QueueAttributeName::ApproximateNumberOfMessages),
+            n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// Receives until empty, hiding each message for 5 minutes so none repeats.
+async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<DeadLetter> {
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .visibility_timeout(300)
+            .wait_time_seconds(0)
+            .message_attribute_names("All")
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .expect("receive");
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            let attributes = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.string_value.unwrap_or_default()))
+                .collect();
+            out.push(DeadLetter { body: m.body.unwrap_or_default(), attributes });
+        }
+    }
+}
+
+/// The `student-worker` binary, built once per test process with the same
+/// cargo (tests in another package cannot use `CARGO_BIN_EXE_*`).
+pub fn worker_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .current_dir(workspace_root())
+                .args(["build", "--quiet", "--locked", "-p", "student-worker", "--bin", "student-worker"])
+                .status()
+                .expect("run cargo build for the worker binary");
+            assert!(status.success(), "building the student-worker binary failed");
+            let target =
+                std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+            let binary = target.join("debug").join("student-worker");
+            assert!(binary.exists(), "no binary at {}", binary.display());
+            binary
+        })
+        .clone()
+}

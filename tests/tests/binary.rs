@@ -1,0 +1,179 @@
+//! The real `student-worker` binary as ECS runs it: configured by environment
+//! only, fed by an independent boto3 publisher, stopped by SIGTERM, refusing
+//! bad configuration and missing credentials with a cause and a fix.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use student_worker_tests::emulator::python;
+use student_worker_tests::history::scenario;
+use student_worker_tests::model::{assert_tables_equal, expected_table, without_clock};
+use student_worker_tests::world::{World, worker_binary};
+
+/// The environment ECS would give the task, pointed at the emulator.
+fn worker_command(w: &World) -> Command {
+    let mut cmd = Command::new(worker_binary());
+    cmd.env_clear()
+        .envs(w.emulator.env_vars())
+        .env("SQS_QUEUE_URL", &w.queue_url)
+        .env("DYNAMODB_TABLE_NAME", &w.table)
+        .env("SQS_DLQ_URL", &w.dlq_url)
+        .env("SQS_WAIT_TIME_SECONDS", "1")
+        .env("SQS_VISIBILITY_TIMEOUT_SECONDS", "30")
+        .arg("run");
+    cmd
+}
+
+fn run_to_completion(mut cmd: Command) -> Output {
+    cmd.stdin(Stdio::null()).output().expect("start the worker binary")
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+}
+
+fn json_lines(stdout: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_publisher_to_binary_converges_with_poison_in_the_dlq() {
+    let w = World::with_max_receive_count(50).await;
+    let s = scenario(42, 20, 6);
+    let file = std::env::temp_dir().join(format!("student-worker-e2e-{}.jsonl", std::process::id()));
+    std::fs::write(&file, s.deliveries.join("\n")).expect("write events");
+    let published = Command::new(python())
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/publish_boto3.py"))
+        .arg(&w.queue_url)
+        .arg(&file)
+        .envs(w.emulator.env_vars())
+        .output()
+        .expect("run the boto3 publisher");
+    assert!(published.status.success(), "boto3 publisher: {}", String::from_utf8_lossy(&published.stderr));
+
+    let out = run_to_completion({
+        let mut cmd = worker_command(&w);
+        cmd.env("WORKER_EXIT_WHEN_EMPTY", "true");
+        cmd
+    });
+    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_tables_equal(&without_clock(w.table().await), &expected_table(&s.events));
+    let dead = w.dead_letters().await;
+    assert_eq!(dead.len(), s.poison.len());
+    for (body, code) in &s.poison {
+        let d = dead.iter().find(|d| &d.body == body).unwrap_or_else(|| panic!("{body} not dead-lettered"));
+        assert_eq!(d.attributes["ErrorCode"], *code, "{body}");
+    }
+
+    // One JSON line per outcome with the DESIGN.md fields, and no personal data.
+    let lines = json_lines(&out.stdout);
+    let outcomes: Vec<_> = lines.iter().filter(|l| l.get("outcome").is_some()).collect();
+    assert!(
+        outcomes.len() >= s.deliveries.len(),
+        "{} outcome lines for {} deliveries",
+        outcomes.len(),
+        s.deliveries.len()
+    );
+    for line in &outcomes {
+        for field in ["message_id", "student_id", "event_id", "version", "outcome", "attempts", "elapsed_ms"] {
+            assert!(line.get(field).is_some(), "missing {field}: {line}");
+        }
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("@example.edu") && !text.contains("Student s42"), "personal fields leaked into the logs");
+    let _ = std::fs::remove_file(file);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_work_loses_nothing() {
+    let w = World::new().await;
+    let s = scenario(7, 60, 4);
+    let events: Vec<String> = s.events.iter().map(ToString::to_string).collect();
+    w.send(&events).await;
+    let child = worker_command(&w)
+        .env("WORKER_CONCURRENCY", "4")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    // Stop it while it is working through the queue.
+    let started = Instant::now();
+    while w.table().await.len() < 5 {
+        assert!(started.elapsed() < Duration::from_secs(60), "the worker made no progress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm(child.id());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert!(out.status.success(), "SIGTERM must exit 0: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let (visible, in_flight) = w.queue_counts().await;
+    assert_eq!(in_flight, 0, "every unfinished message was released, none left invisible");
+    assert!(visible > 0, "the test should stop the worker mid-queue (raise the event count)");
+
+    // Everything left is still there: a second run finishes the job.
+    let out = run_to_completion({
+        let mut cmd = worker_command(&w);
+        cmd.env("WORKER_EXIT_WHEN_EMPTY", "1");
+        cmd
+    });
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_tables_equal(&without_clock(w.table().await), &expected_table(&s.events));
+    assert!(w.dead_letters().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_does_not_wait_out_a_long_poll() {
+    let w = World::new().await;
+    let mut child = worker_command(&w)
+        .env("SQS_WAIT_TIME_SECONDS", "20")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start worker");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped_at = Instant::now();
+    sigterm(child.id());
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
+    assert!(status.success(), "{status:?}");
+    // Far below the 20 s poll it interrupted; generous for a loaded machine.
+    assert!(stopped_at.elapsed() < Duration::from_secs(10), "took {:?} to stop", stopped_at.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_names_the_variable_and_the_fix() {
+    let w = World::new().await;
+    for (variable, value, expected) in [
+        (
+            "SQS_WAIT_TIME_SECONDS",
+            "30",
+            "SQS_WAIT_TIME_SECONDS (--wait-time-seconds) is \"30\"; expected an integer from 0 to 20",
+        ),
+        ("SQS_BATCH_SIZE", "11", "SQS_BATCH_SIZE (--batch-size) is \"11\"; expected an integer from 1 to 10"),
+        ("WORKER_CONCURRENCY", "many", "WORKER_CONCURRENCY (--concurrency) is \"many\""),
+        ("SQS_QUEUE_URL", "", "SQS_QUEUE_URL (--queue-url) is not set; set SQS_QUEUE_URL"),
+        ("DYNAMODB_TABLE_NAME", "", "DYNAMODB_TABLE_NAME (--table-name) is not set"),
+    ] {
+        let mut cmd = worker_command(&w);
+        cmd.env(variable, value);
+        let out = run_to_completion(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{variable}={value}: {stderr}");
+        assert!(stderr.contains(expected), "{variable}={value}: {stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_stop_the_worker_with_the_setup_guides_fix() {
+    let w = World::new().await;
+    w.send(&[r#"{"type":"StudentDeleted","eventId":"e","studentId":"1","version":1}"#.to_owned()]).await;
+    let mut cmd = worker_command(&w);
+    cmd.env_remove("AWS_ACCESS_KEY_ID").env_remove("AWS_SECRET_ACCESS_KEY").env("HOME", std::env::temp_dir());
+    let out = run_to_completion(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("Unable to locate credentials"), "{stderr}");
+    assert!(stderr.contains("attach a task role"), "{stderr}");
+}
