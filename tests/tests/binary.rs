@@ -177,3 +177,75 @@ async fn missing_credentials_stop_the_worker_with_the_setup_guides_fix() {
     assert!(stderr.contains("Unable to locate credentials"), "{stderr}");
     assert!(stderr.contains("attach a task role"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_is_idempotent_and_wires_the_redrive_policy() {
+    let w = World::new().await; // ran setup once, in-process
+    let out = Command::new(worker_binary())
+        .env_clear()
+        .envs(w.emulator.env_vars())
+        .args(["setup", "--max-receive-count", "7"])
+        .output()
+        .expect("run setup");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "DYNAMODB_TABLE_NAME=Students".to_owned(),
+            format!("SQS_QUEUE_URL={}", w.queue_url),
+            format!("SQS_DLQ_URL={}", w.dlq_url)
+        ],
+        "the same resources again, and nothing else on stdout"
+    );
+    let attrs = w
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&w.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes
+        .unwrap_or_default();
+    let redrive: serde_json::Value =
+        serde_json::from_str(&attrs[&aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy]).expect("redrive JSON");
+    assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "7");
+    assert!(redrive["deadLetterTargetArn"].as_str().is_some_and(|a| a.ends_with(":students-dlq")), "{redrive}");
+    let table = w.dynamodb.describe_table().table_name("Students").send().await.expect("table").table.expect("table");
+    let key = &table.key_schema()[0];
+    assert_eq!((key.attribute_name(), key.key_type().as_str()), ("StudentID", "HASH"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_refuses_invalid_lines_unless_asked_and_reports_them_by_line() {
+    let w = World::new().await;
+    let file = std::env::temp_dir().join(format!("student-worker-publish-{}.jsonl", std::process::id()));
+    let lines = [
+        r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#,
+        r#"{"type":"StudentUpserted","eventId":"e2","studentId":"102","version":0,"student":{"name":"B"}}"#,
+        "",
+        r#"{"type":"StudentDeleted","eventId":"e3","studentId":"103","version":1}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    let publish = |extra: &[&str]| {
+        Command::new(worker_binary())
+            .env_clear()
+            .envs(w.emulator.env_vars())
+            .env("SQS_QUEUE_URL", &w.queue_url)
+            .arg("publish")
+            .args(extra)
+            .arg(&file)
+            .output()
+            .expect("run publish")
+    };
+    let out = publish(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("line 2: refused: version: expected integer"), "{stderr}");
+    assert_eq!(w.queue_counts().await.0, 2, "the two valid lines were sent");
+    let out = publish(&["--allow-invalid"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(w.queue_counts().await.0, 5);
+    let _ = std::fs::remove_file(file);
+}

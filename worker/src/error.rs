@@ -94,7 +94,7 @@ impl AwsError {
     pub fn hint(&self) -> String {
         let region = &self.region;
         match self.kind {
-            Kind::AccessDenied => "the task role lacks this action; add it to the role's policy (iam/task-role-policy.json)".into(),
+            Kind::AccessDenied => "the task role lacks this action; add it to the role's policy".into(),
             Kind::NoCredentials => "Unable to locate credentials: no IAM role is attached; attach a task role (taskRoleArn) in the task definition, or for local use configure a profile or AWS_ACCESS_KEY_ID".into(),
             Kind::BadCredentials => "the credentials were rejected; in ECS rely on the task role and set no keys in the environment".into(),
             Kind::NotFound => format!("it does not exist in region {region}: a name typo or a region mismatch; check the name and AWS_REGION (the table and queue must be in the task's region)"),

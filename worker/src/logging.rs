@@ -1,8 +1,11 @@
 //! Log output: JSON lines on stdout for CloudWatch (`LOG_FORMAT=json`, the
 //! default) or text for people; the level filter comes from `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// `LOG_FORMAT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -26,11 +29,12 @@ pub enum Sink {
 /// Installs the global subscriber. `RUST_LOG` defaults to `info`.
 pub fn init(format: LogFormat, sink: Sink) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let writer = match sink {
-        Sink::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
-        Sink::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    let (writer, terminal) = match sink {
+        Sink::Stdout => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
+        Sink::Stderr => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // Colours only for a person at a terminal, never into files or CloudWatch.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(terminal);
     // A second init (tests run several workers in one process) is harmless.
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
