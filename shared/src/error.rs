@@ -93,9 +93,21 @@ pub fn truncate_chars(text: &str, max: usize) -> String {
     cut
 }
 
-/// Replaces every double-quoted run in serde's messages (`invalid type:
-/// string "Alice", expected u64`) with `"…"`: the value may be personal data.
+/// Replaces the values serde quotes in its messages with `…`: a double-quoted
+/// run (`invalid type: string "Alice", expected u64`) and the variant of
+/// ``unknown variant `alice@example.edu`, expected one of ...``. Any value may
+/// be personal data in the wrong field.
 fn redact_quoted(message: &str) -> String {
+    const UNKNOWN_VARIANT: &str = "unknown variant `";
+    if let Some(rest) = message.strip_prefix(UNKNOWN_VARIANT)
+        && let Some(end) = rest.find('`')
+    {
+        return format!("{UNKNOWN_VARIANT}…`{}", redact_double_quoted(&rest[end + 1..]));
+    }
+    redact_double_quoted(message)
+}
+
+fn redact_double_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut inside = false;
     for c in message.chars() {
@@ -120,6 +132,11 @@ mod tests {
     fn quoted_values_are_redacted() {
         let e = ContractError::invalid("student.grade", r#"invalid type: string "Alice", expected u64"#);
         assert_eq!(e.to_string(), r#"student.grade: invalid type: string "…", expected u64"#);
+        let e = ContractError::invalid(
+            "student.status",
+            "unknown variant `alice@example.edu`, expected one of `active`, `inactive`",
+        );
+        assert_eq!(e.to_string(), "student.status: unknown variant `…`, expected one of `active`, `inactive`");
     }
 
     #[test]

@@ -93,12 +93,16 @@ pub fn classify_conditional_failure(
         };
     };
     let event_id = old.get(attr::EVENT_ID).and_then(|v| v.as_s().ok());
-    let Some(stored_version) = old.get(attr::VERSION).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok())
-    else {
-        return ConditionFailure::Unexplained;
+    // A record written by hand has no Version: it counts as version 0.
+    let stored_version = match old.get(attr::VERSION) {
+        None => 0,
+        Some(v) => match v.as_n().ok().and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => n,
+            None => return ConditionFailure::Unexplained,
+        },
     };
     let deleted = matches!(old.get(attr::DELETED), Some(AttributeValue::Bool(true)));
-    if event_id.is_some_and(|id| *id == event.event_id) {
+    if event_id.is_some_and(|id| *id == event.event_id) && stored_version == event.version {
         ConditionFailure::Duplicate
     } else if stored_version >= event.version {
         ConditionFailure::Stale { stored_version }
@@ -150,6 +154,15 @@ mod tests {
             classify_conditional_failure(&patch(4), Some(&stored(2, "d", true))),
             Deferred { stored_version: Some(2) }
         );
-        assert_eq!(classify_conditional_failure(&patch(3), Some(&HashMap::new())), Unexplained);
+        // Same id at another version: upstream reused an id; versions decide.
+        assert_eq!(
+            classify_conditional_failure(&patch(3), Some(&stored(1, "p3", false))),
+            Deferred { stored_version: Some(1) }
+        );
+        // A hand-written record without Version counts as version 0.
+        let legacy = HashMap::from([("Name".to_owned(), AttributeValue::S("Alice".into()))]);
+        assert_eq!(classify_conditional_failure(&patch(2), Some(&legacy)), Deferred { stored_version: Some(0) });
+        let garbled = HashMap::from([("Version".to_owned(), AttributeValue::S("x".into()))]);
+        assert_eq!(classify_conditional_failure(&patch(3), Some(&garbled)), Unexplained);
     }
 }

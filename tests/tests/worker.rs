@@ -235,3 +235,106 @@ async fn an_item_dynamodb_rejects_is_dead_lettered_as_item_rejected() {
     assert_eq!(dead[0].attributes["ErrorCode"], "ItemRejected");
     assert_eq!(proxy.calls("PutItem"), 1, "never retried");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_written_by_hand_without_version_is_replaced_by_the_first_event() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let w = World::new().await;
+    // The setup guide's own test write: `aws dynamodb put-item --item '{"StudentID": {"S": "101"}, "Name": {"S": "Alice"}}'`.
+    w.dynamodb
+        .put_item()
+        .table_name("Students")
+        .item("StudentID", AttributeValue::S("101".into()))
+        .item("Name", AttributeValue::S("Alice".into()))
+        .send()
+        .await
+        .expect("put-item");
+    w.send(&[upsert("101", 1, json!({"name": "Alice", "grade": 3})), patch("101", 2, json!({"status": "active"}))])
+        .await;
+    let summary = w.run(w.config()).await.expect("run");
+    assert_eq!(summary.outcomes["applied"], 2, "{summary:?}");
+    let item = &w.table().await["101"];
+    assert_eq!(item["Version"].as_n().expect("N"), "2");
+    assert_eq!(item["Status"].as_s().expect("S"), "active");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_the_wrong_key_is_fatal_not_a_flood_of_dead_letters() {
+    use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+    let w = World::new().await;
+    w.dynamodb
+        .create_table()
+        .table_name("WrongKey")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("def"),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().expect("key"))
+        .send()
+        .await
+        .expect("create table");
+    w.send(&[upsert("1", 1, json!({"name": "One"})), delete("2", 1)]).await;
+    let mut config = w.config();
+    config.table_name = "WrongKey".into();
+    let Err(RunError::Fatal(e)) = w.run(config).await else { panic!("expected a fatal error") };
+    assert_eq!(e.kind, Kind::WrongKeySchema, "{e}");
+    assert!(e.to_string().contains("partition key StudentID of type S"), "{e}");
+    assert!(w.dead_letters().await.is_empty(), "valid events must not be dead-lettered");
+    assert_eq!(w.leftovers().await.len(), 2);
+
+    let args = student_worker::commands::setup::SetupArgs {
+        table_name: "WrongKey".into(),
+        queue_name: "students".into(),
+        dlq_name: None,
+        max_receive_count: 5,
+        visibility_timeout_seconds: 60,
+    };
+    let refused =
+        student_worker::commands::setup::ensure(&w.sdk, &args).await.expect_err("setup must refuse the table");
+    assert_eq!(refused.kind, Kind::WrongKeySchema);
+    assert!(refused.to_string().contains("the existing table's key is id (HASH)"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_delete_stops_the_worker() {
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    proxy.inject(FaultRule::new("DeleteMessageBatch", Fault::AccessDenied));
+    w.send(&[upsert("1", 1, json!({"name": "One"}))]).await;
+    let Err(RunError::Fatal(e)) = w.run_via(&proxy.endpoint, w.config()).await else {
+        panic!("expected a fatal error")
+    };
+    assert_eq!(e.kind, Kind::AccessDenied);
+    assert!(e.to_string().starts_with("AccessDenied on sqs:DeleteMessageBatch"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_in_time_to_leave_the_message_before_its_visibility_ends() {
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    proxy.inject(FaultRule::new("PutItem", Fault::Throttle));
+    w.send(&[upsert("1", 1, json!({"name": "One"}))]).await;
+    let mut config = w.config();
+    config.visibility_timeout_seconds = 15; // deadline 10 s after receipt; last attempt starts by 5 s
+    config.exit_when_empty = false;
+    config.shutdown_grace_seconds = 0; // whatever still works at the stop is released
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+        stopper.cancel();
+    });
+    let sdk = student_worker_tests::emulator::sdk_config_with_endpoint(&proxy.endpoint).await;
+    let clients = student_worker::aws::Clients::for_worker(&sdk, &config);
+    let summary = student_worker::run::run(config, clients, shutdown).await.expect("run");
+    // Gave up (retry) before the 8 s stop; had it still been retrying, it would be `released`.
+    assert_eq!(summary.outcomes["retry"], 1, "{summary:?}");
+    assert_eq!(summary.outcomes["released"], 0, "{summary:?}");
+    assert!(proxy.calls("PutItem") > 3, "retried with backoff: {} calls", proxy.calls("PutItem"));
+    assert!(w.dead_letters().await.is_empty());
+    assert!(w.table().await.is_empty());
+}

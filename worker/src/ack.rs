@@ -8,7 +8,8 @@ use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessage
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::error::AwsError;
+use crate::error::{Action, AwsError};
+use crate::process::FatalSlot;
 
 /// SQS batch calls take at most 10 entries.
 pub const MAX_BATCH_ENTRIES: usize = 10;
@@ -40,11 +41,18 @@ pub struct AckStats {
 /// Sends acks to the acker task.
 pub type AckSender = mpsc::UnboundedSender<Ack>;
 
-/// Starts the acker for `queue_url`; it ends, after a final flush, when every
-/// sender is dropped.
-pub fn spawn(sqs: aws_sdk_sqs::Client, queue_url: String, region: String) -> (AckSender, JoinHandle<AckStats>) {
+/// Starts the acker for `queue_url`; it ends, after a final flush, when
+/// every sender is dropped. A fatal error (e.g. the role may not delete)
+/// is reported to `fatal`, which stops the worker: without deletes, applied
+/// messages would come back until redrive moved them to the DLQ.
+pub fn spawn(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    region: String,
+    fatal: FatalSlot,
+) -> (AckSender, JoinHandle<AckStats>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let acker = Acker { sqs, queue_url, region, stats: AckStats::default() };
+    let acker = Acker { sqs, queue_url, region, fatal, stats: AckStats::default() };
     (tx, tokio::spawn(acker.run(rx)))
 }
 
@@ -52,6 +60,7 @@ struct Acker {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
     region: String,
+    fatal: FatalSlot,
     stats: AckStats,
 }
 
@@ -122,7 +131,14 @@ impl Acker {
                 );
                 tracing::error!(error = %e, messages = n, "delete failed: these messages will be received again");
                 self.stats.delete_failed += n;
+                self.stop_if_fatal(e);
             }
+        }
+    }
+
+    fn stop_if_fatal(&self, e: AwsError) {
+        if e.action() == Action::Stop {
+            self.fatal.set(e);
         }
     }
 
@@ -159,6 +175,7 @@ impl Acker {
                 );
                 tracing::warn!(error = %e, messages = n, "visibility change failed: the messages reappear when their visibility ends");
                 self.stats.visibility_failed += n;
+                self.stop_if_fatal(e);
             }
         }
     }

@@ -11,6 +11,9 @@ pub const MAX_BATCH_SIZE: i32 = 10;
 pub const MAX_WAIT_TIME_SECONDS: i32 = 20;
 /// SQS's largest visibility timeout: 12 hours.
 pub const MAX_VISIBILITY_TIMEOUT_SECONDS: i32 = 43_200;
+/// Smallest visibility timeout: room for the 5 s deadline margin, one 5 s
+/// write attempt and the delete.
+pub const MIN_VISIBILITY_TIMEOUT_SECONDS: i32 = 15;
 /// Upper bound on concurrency: far above what one task's connection pool uses well.
 pub const MAX_CONCURRENCY: usize = 4096;
 
@@ -88,7 +91,7 @@ impl RunConfig {
             &args.visibility_timeout_seconds,
             "SQS_VISIBILITY_TIMEOUT_SECONDS",
             "visibility-timeout-seconds",
-            1,
+            MIN_VISIBILITY_TIMEOUT_SECONDS,
             MAX_VISIBILITY_TIMEOUT_SECONDS,
             60,
         )?;

@@ -31,6 +31,8 @@ pub enum Kind {
     BadCredentials,
     /// `ResourceNotFoundException` / `QueueDoesNotExist`: typo or region mismatch.
     NotFound,
+    /// The table exists but its key is not `StudentID` (S): every write would fail.
+    WrongKeySchema,
     /// `ValidationException`: the request (the item) is refused as such.
     Rejected,
     /// Throttling, 5xx, timeouts, connection errors, anything unknown.
@@ -41,7 +43,9 @@ impl Kind {
     /// What to do about it.
     pub fn action(self) -> Action {
         match self {
-            Self::AccessDenied | Self::NoCredentials | Self::BadCredentials | Self::NotFound => Action::Stop,
+            Self::AccessDenied | Self::NoCredentials | Self::BadCredentials | Self::NotFound | Self::WrongKeySchema => {
+                Action::Stop
+            }
             Self::Rejected => Action::DeadLetter,
             Self::Transient => Action::Retry,
         }
@@ -78,6 +82,7 @@ impl AwsError {
             None => chain(err),
         };
         let kind = match (&code, err) {
+            (Some(code), _) if code == "ValidationException" && names_the_key(&message) => Kind::WrongKeySchema,
             (Some(code), _) => kind_of_code(code),
             (None, SdkError::DispatchFailure(_)) if missing_credentials(err) => Kind::NoCredentials,
             _ => Kind::Transient,
@@ -98,6 +103,7 @@ impl AwsError {
             Kind::NoCredentials => "Unable to locate credentials: no IAM role is attached; attach a task role (taskRoleArn) in the task definition, or for local use configure a profile or AWS_ACCESS_KEY_ID".into(),
             Kind::BadCredentials => "the credentials were rejected; in ECS rely on the task role and set no keys in the environment".into(),
             Kind::NotFound => format!("it does not exist in region {region}: a name typo or a region mismatch; check the name and AWS_REGION (the table and queue must be in the task's region)"),
+            Kind::WrongKeySchema => "the table's key schema is not the setup guide's; the table needs partition key StudentID of type S (and no sort key): recreate it, e.g. with `student-worker setup`, or point DYNAMODB_TABLE_NAME at the right table".into(),
             Kind::Rejected | Kind::Transient => "retried with backoff".into(),
         }
     }
@@ -128,10 +134,20 @@ fn kind_of_code(code: &str) -> Kind {
         | "InvalidClientTokenId"
         | "SignatureDoesNotMatch"
         | "IncompleteSignature"
-        | "MissingAuthenticationToken" => Kind::BadCredentials,
+        | "MissingAuthenticationToken"
+        | "ExpiredToken"
+        | "ExpiredTokenException" => Kind::BadCredentials,
         "ValidationException" => Kind::Rejected,
         _ => Kind::Transient,
     }
+}
+
+/// DynamoDB's ValidationException for a key that does not fit the table
+/// ("The provided key element does not match the schema", "Missing the key
+/// StudentID in the item", ...) is a setup problem, not a bad item.
+fn names_the_key(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("key element") || m.contains("missing the key") || m.contains("key schema")
 }
 
 /// Identity resolution fails before the request is sent: the SDK reports it
@@ -172,6 +188,10 @@ mod tests {
         assert_eq!(kind_of_code("ProvisionedThroughputExceededException").action(), Action::Retry);
         assert_eq!(kind_of_code("ThrottlingException").action(), Action::Retry);
         assert_eq!(kind_of_code("InternalServerError").action(), Action::Retry);
+        assert_eq!(kind_of_code("ExpiredTokenException").action(), Action::Stop);
+        assert!(names_the_key("One or more parameter values were invalid: Missing the key id in the item"));
+        assert!(names_the_key("The provided key element does not match the schema"));
+        assert!(!names_the_key("Item size has exceeded the maximum allowed size"));
     }
 
     #[test]

@@ -28,7 +28,15 @@ pub enum Sink {
 
 /// Installs the global subscriber. `RUST_LOG` defaults to `info`.
 pub fn init(format: LogFormat, sink: Sink) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => filter,
+        Err(e) => {
+            if std::env::var_os(EnvFilter::DEFAULT_ENV).is_some() {
+                eprintln!("warning: RUST_LOG is not a valid filter ({e}); using `info`");
+            }
+            EnvFilter::new("info")
+        }
+    };
     let (writer, terminal) = match sink {
         Sink::Stdout => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
         Sink::Stderr => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),

@@ -74,7 +74,7 @@ impl Poller {
             .map_err(|e| self.error(&e, "sqs:ReceiveMessage"))?;
         let received_at = Instant::now();
         let visibility = Duration::from_secs(u64::try_from(self.visibility_timeout_seconds).unwrap_or(0));
-        let deadline = received_at + visibility.saturating_sub(DEADLINE_MARGIN.min(visibility / 4));
+        let deadline = received_at + visibility.saturating_sub(DEADLINE_MARGIN);
         Ok(response
             .messages
             .unwrap_or_default()

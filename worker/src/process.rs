@@ -197,7 +197,10 @@ async fn handle(ctx: &Context, work: &Work) -> Handled {
                 dead_letter(ctx, work, refusal, attempts).await
             }
             // Leave it: the next delivery tries again.
-            ConditionFailure::Unexplained => Handled::new(Outcome::Retry, None, attempts),
+            ConditionFailure::Unexplained => {
+                tracing::warn!(message_id = %work.message.message_id, student_id = %decoded.event.student_id, "condition failed but the stored item does not say why (malformed Version?); leaving the message for another try");
+                Handled::new(Outcome::Retry, None, attempts)
+            }
         },
         Err(error) => match error.action() {
             Action::Retry => Handled::new(Outcome::Retry, None, attempts),
@@ -217,6 +220,7 @@ fn refusal_of(error: WriteError) -> ContractError {
     match error {
         WriteError::Plan(refusal) => refusal,
         WriteError::Aws(e) => ContractError::new(ErrorCode::ItemRejected, "item", e.message),
+        WriteError::OutOfTime => ContractError::new(ErrorCode::ItemRejected, "item", "out of time"),
     }
 }
 

@@ -22,6 +22,8 @@ use crate::write::Writer;
 
 /// How long a receive under way at shutdown may still deliver (then released).
 const LATE_ARRIVAL_WINDOW: Duration = Duration::from_millis(250);
+/// Pause after an empty short poll (`SQS_WAIT_TIME_SECONDS=0`).
+const EMPTY_SHORT_POLL_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause between failed receives.
 const MAX_RECEIVE_PAUSE: Duration = Duration::from_secs(10);
 
@@ -63,7 +65,8 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     let stop = shutdown.child_token();
     let abort = CancellationToken::new();
     let fatal = FatalSlot::new(stop.clone(), abort.clone());
-    let (acks, acker) = ack::spawn(clients.sqs.clone(), config.queue_url.clone(), clients.region.clone());
+    let (acks, acker) =
+        ack::spawn(clients.sqs.clone(), config.queue_url.clone(), clients.region.clone(), fatal.clone());
     let ctx = Arc::new(Context {
         writer: Writer::new(clients.dynamodb.clone(), &config.table_name, &clients.region),
         dead_letter: DeadLetter::new(clients.sqs.clone(), config.dlq_url.clone(), &config.queue_url, &clients.region),
@@ -129,6 +132,10 @@ async fn receive_loop(
                 if config.exit_when_empty && is_idle(tasks, poller, summary).await {
                     tracing::info!("queue drained: exiting (exit-when-empty)");
                     return;
+                }
+                if config.wait_time_seconds == 0 {
+                    // Short polling an empty queue: do not spin on receives.
+                    tokio::select! { () = stop.cancelled() => return, () = tokio::time::sleep(EMPTY_SHORT_POLL_PAUSE) => {} }
                 }
             }
             Ok(batch) => {

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
+use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
 use crate::error::{Action, AwsError};
 use crate::retry::{self, Retried, Retryable};
 
@@ -35,6 +36,9 @@ pub enum WriteError {
     /// DynamoDB refused or failed the call.
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// The message's deadline leaves no time for another attempt.
+    #[error("no time left before the message's visibility deadline")]
+    OutOfTime,
 }
 
 impl WriteError {
@@ -43,6 +47,7 @@ impl WriteError {
         match self {
             Self::Plan(_) => Action::DeadLetter,
             Self::Aws(e) => e.action(),
+            Self::OutOfTime => Action::Retry,
         }
     }
 }
@@ -67,13 +72,19 @@ impl Writer {
         Self { dynamodb, table: table.to_owned(), region: region.to_owned() }
     }
 
-    /// Applies `event`, retrying transient failures until `deadline`.
+    /// Applies `event`, retrying transient failures while a whole attempt
+    /// still fits before `deadline`.
     pub async fn write(&self, event: &StudentEvent, deadline: Instant) -> Retried<Written, WriteError> {
         let plan = match plan_write(event, &now_rfc3339()) {
             Ok(plan) => plan,
             Err(e) => return Retried { result: Err(e.into()), attempts: 0 },
         };
-        retry::until_deadline(deadline, || self.attempt(event, &plan)).await
+        // The last moment an attempt may start and still end by the deadline.
+        let last_start = deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline);
+        if Instant::now() >= last_start {
+            return Retried { result: Err(WriteError::OutOfTime), attempts: 0 };
+        }
+        retry::until_deadline(last_start, || self.attempt(event, &plan)).await
     }
 
     async fn attempt(&self, event: &StudentEvent, plan: &WritePlan) -> Result<Written, WriteError> {

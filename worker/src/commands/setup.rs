@@ -116,7 +116,8 @@ async fn ensure_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: 
     match created {
         Ok(_) => tracing::info!(table, "table created"),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {
-            tracing::info!(table, "table exists")
+            check_key_schema(dynamodb, table, region).await?;
+            tracing::info!(table, "table exists with key StudentID (S)");
         }
         Err(e) => return Err(AwsError::from_sdk(&e, "dynamodb:CreateTable", &resource, region)),
     }
@@ -127,6 +128,30 @@ async fn ensure_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: 
         .await
         .map(|_| ())
         .map_err(|e| local_error(Kind::Transient, "dynamodb:DescribeTable", e, &resource, region))
+}
+
+/// An existing table must have the setup guide's key: `StudentID` (S), no sort key.
+async fn check_key_schema(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: &str) -> Result<(), AwsError> {
+    let resource = format!("table {table}");
+    let described = dynamodb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| AwsError::from_sdk(&e, "dynamodb:DescribeTable", &resource, region))?;
+    let Some(t) = described.table else { return Ok(()) };
+    let keys: Vec<(&str, &KeyType)> = t.key_schema().iter().map(|k| (k.attribute_name(), k.key_type())).collect();
+    let string_key = t
+        .attribute_definitions()
+        .iter()
+        .any(|a| a.attribute_name() == "StudentID" && *a.attribute_type() == ScalarAttributeType::S);
+    if keys == [("StudentID", &KeyType::Hash)] && string_key {
+        return Ok(());
+    }
+    let found: Vec<String> = keys.iter().map(|(name, kind)| format!("{name} ({})", kind.as_str())).collect();
+    let mut e = local_error(Kind::WrongKeySchema, "dynamodb:CreateTable", "", &resource, region);
+    e.message = format!("the existing table's key is {}", found.join(", "));
+    Err(e)
 }
 
 async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region: &str) -> Result<String, AwsError> {
