@@ -127,19 +127,24 @@ async fn sigterm_during_work_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_does_not_wait_out_a_long_poll() {
     let w = World::new().await;
-    let mut child = worker_command(&w)
+    let child = worker_command(&w)
         .env("SQS_WAIT_TIME_SECONDS", "20")
-        .stdout(Stdio::null())
+        .env("LOG_FORMAT", "text")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start worker");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stopped_at = Instant::now();
     sigterm(child.id());
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.expect("join").expect("wait");
-    assert!(status.success(), "{status:?}");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
+    assert!(out.status.success(), "{:?}", out.status);
     // Far below the 20 s poll it interrupted; generous for a loaded machine.
     assert!(stopped_at.elapsed() < Duration::from_secs(10), "took {:?} to stop", stopped_at.elapsed());
+    // LOG_FORMAT=text: lines for people, not JSON.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l.contains("INFO") && l.contains("worker starting")), "{stdout}");
+    assert!(stdout.lines().all(|l| !l.starts_with('{')), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
