@@ -84,7 +84,7 @@ impl ContractError {
 }
 
 /// Cuts `text` to at most `max` characters, marking the cut with `…`.
-pub fn truncate_chars(text: &str, max: usize) -> String {
+fn truncate_chars(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_owned();
     }

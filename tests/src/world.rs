@@ -121,6 +121,25 @@ impl World {
         run(config, clients, CancellationToken::new()).await
     }
 
+    /// Runs the worker in-process (through `endpoint`, e.g. a proxy) and
+    /// stops it as SIGTERM would after `stop_after`.
+    pub async fn run_stopped_after(
+        &self,
+        endpoint: &str,
+        config: RunConfig,
+        stop_after: std::time::Duration,
+    ) -> Result<RunSummary, RunError> {
+        let sdk = sdk_config_with_endpoint(endpoint).await;
+        let clients = Clients::for_worker(&sdk, &config);
+        let shutdown = CancellationToken::new();
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(stop_after).await;
+            stopper.cancel();
+        });
+        run(config, clients, shutdown).await
+    }
+
     /// Every item, by `StudentID`.
     pub async fn table(&self) -> BTreeMap<String, Item> {
         let items: Vec<Item> = self

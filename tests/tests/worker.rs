@@ -145,14 +145,8 @@ async fn without_a_dlq_url_invalid_messages_stay_for_redrive() {
     let mut config = w.config();
     config.dlq_url = None;
     config.exit_when_empty = false;
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let stopper = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        stopper.cancel();
-    });
-    let clients = student_worker::aws::Clients::for_worker(&w.sdk, &config);
-    let summary = student_worker::run::run(config, clients, shutdown).await.expect("run");
+    let summary =
+        w.run_stopped_after(&w.emulator.endpoint, config, std::time::Duration::from_secs(3)).await.expect("run");
     assert_eq!(summary.outcomes["invalid"], 1);
     assert_eq!(summary.acks.deleted, 0, "never deleted without a DLQ to forward to");
     assert_eq!(w.queue_counts().await.1, 1, "still in flight, back after its visibility timeout");
@@ -322,15 +316,7 @@ async fn retries_stop_in_time_to_leave_the_message_before_its_visibility_ends() 
     config.visibility_timeout_seconds = 15; // deadline 10 s after receipt; last attempt starts by 5 s
     config.exit_when_empty = false;
     config.shutdown_grace_seconds = 0; // whatever still works at the stop is released
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let stopper = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(8)).await;
-        stopper.cancel();
-    });
-    let sdk = student_worker_tests::emulator::sdk_config_with_endpoint(&proxy.endpoint).await;
-    let clients = student_worker::aws::Clients::for_worker(&sdk, &config);
-    let summary = student_worker::run::run(config, clients, shutdown).await.expect("run");
+    let summary = w.run_stopped_after(&proxy.endpoint, config, std::time::Duration::from_secs(8)).await.expect("run");
     // Gave up (retry) before the 8 s stop; had it still been retrying, it would be `released`.
     assert_eq!(summary.outcomes["retry"], 1, "{summary:?}");
     assert_eq!(summary.outcomes["released"], 0, "{summary:?}");

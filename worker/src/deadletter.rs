@@ -6,8 +6,6 @@ use std::collections::HashMap;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use student_shared::ContractError;
-use student_shared::error::truncate_chars;
-use student_shared::limits::MAX_ERROR_MESSAGE_CHARS;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -68,7 +66,7 @@ impl DeadLetter {
         let failed_at = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
         let ours = [
             ("ErrorCode", "String", error.code().as_str().to_owned()),
-            ("ErrorMessage", "String", truncate_chars(&error.dlq_message(), MAX_ERROR_MESSAGE_CHARS)),
+            ("ErrorMessage", "String", error.dlq_message()),
             ("FailedAt", "String", failed_at),
             ("SourceQueue", "String", self.source_queue.clone()),
             ("ReceiveCount", "Number", message.receive_count.to_string()),

@@ -231,7 +231,7 @@ async fn dead_letter(ctx: &Context, work: &Work, refusal: ContractError, attempt
     let ack = match ctx.dead_letter.forward(&work.message, &refusal, work.student_id()).await {
         Ok(()) if ctx.dead_letter.is_enabled() => Some(Ack::Delete(receipt)),
         Ok(()) => None,
-        Err(e) if e.action() == crate::error::Action::Stop => {
+        Err(e) if e.action() == Action::Stop => {
             ctx.fatal.set(e);
             return released(work);
         }

@@ -149,9 +149,8 @@ async fn check_key_schema(dynamodb: &aws_sdk_dynamodb::Client, table: &str, regi
         return Ok(());
     }
     let found: Vec<String> = keys.iter().map(|(name, kind)| format!("{name} ({})", kind.as_str())).collect();
-    let mut e = local_error(Kind::WrongKeySchema, "dynamodb:CreateTable", "", &resource, region);
-    e.message = format!("the existing table's key is {}", found.join(", "));
-    Err(e)
+    let message = format!("the existing table's key is {}", found.join(", "));
+    Err(local_error(Kind::WrongKeySchema, "dynamodb:CreateTable", message, &resource, region))
 }
 
 async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region: &str) -> Result<String, AwsError> {
