@@ -21,7 +21,7 @@ use crate::process::{Context, FatalSlot, OutcomeCounts, group_by_student, proces
 use crate::write::Writer;
 
 /// How long a receive under way at shutdown may still deliver (then released).
-const LATE_ARRIVAL_WINDOW: Duration = Duration::from_millis(250);
+const LATE_ARRIVAL_WINDOW: Duration = Duration::from_secs(1);
 /// Pause after an empty short poll (`SQS_WAIT_TIME_SECONDS=0`).
 const EMPTY_SHORT_POLL_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause between failed receives.
