@@ -442,6 +442,12 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_property_counts_its_last_occurrence_as_the_schema_says() {
+        let body = br#"{"type":"StudentDeleted","eventId":"e","studentId":"1","version":1,"version":2}"#;
+        assert_eq!(decode(body).expect("valid").event.version, 2);
+    }
+
+    #[test]
     fn unknown_fields_are_reported_not_refused() {
         let body = OK.replace(r#""version":1"#, r#""version":1,"source":"sis","student2":{}"#);
         let d = decode(body.as_bytes()).expect("valid");
