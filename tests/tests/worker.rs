@@ -314,6 +314,7 @@ async fn retries_stop_in_time_to_leave_the_message_before_its_visibility_ends() 
     w.send(&[upsert("1", 1, json!({"name": "One"}))]).await;
     let mut config = w.config();
     config.visibility_timeout_seconds = 15; // deadline 10 s after receipt; last attempt starts by 5 s
+    config.max_visibility_extension_seconds = 0; // no heartbeat: the first deadline is the last
     config.exit_when_empty = false;
     config.shutdown_grace_seconds = 0; // whatever still works at the stop is released
     let summary = w.run_stopped_after(&proxy.endpoint, config, std::time::Duration::from_secs(8)).await.expect("run");

@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Visibility timeout asked for on each receive [default: 60].
     #[arg(long, env = "SQS_VISIBILITY_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub visibility_timeout_seconds: Option<String>,
+    /// The visibility heartbeat keeps a message invisible at most this long after its receive; 0: off [default: 300].
+    #[arg(long, env = "WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", value_name = "SECONDS")]
+    pub max_visibility_extension_seconds: Option<String>,
     /// Drain budget after SIGTERM, below ECS `stopTimeout` [default: 25].
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,

@@ -14,6 +14,8 @@ pub const MAX_VISIBILITY_TIMEOUT_SECONDS: i32 = 43_200;
 /// Smallest visibility timeout: room for the 5 s deadline margin, one 5 s
 /// write attempt and the delete.
 pub const MIN_VISIBILITY_TIMEOUT_SECONDS: i32 = 15;
+/// Default for how long the heartbeat may keep a message after its receive: 5 minutes.
+pub const DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS: i32 = 300;
 /// Upper bound on concurrency: far above what one task's connection pool uses well.
 pub const MAX_CONCURRENCY: usize = 4096;
 
@@ -34,6 +36,9 @@ pub struct RunConfig {
     pub batch_size: i32,
     /// Visibility asked for on each receive (`SQS_VISIBILITY_TIMEOUT_SECONDS`).
     pub visibility_timeout_seconds: i32,
+    /// The heartbeat keeps a message invisible at most this long after its
+    /// receive (`WORKER_MAX_VISIBILITY_EXTENSION_SECONDS`); 0: no heartbeat.
+    pub max_visibility_extension_seconds: i32,
     /// Drain budget after SIGTERM (`WORKER_SHUTDOWN_GRACE_SECONDS`).
     pub shutdown_grace_seconds: u64,
     /// Stop when the queue is empty and nothing is in flight (`WORKER_EXIT_WHEN_EMPTY`).
@@ -65,6 +70,7 @@ impl RunConfig {
             wait_time_seconds: MAX_WAIT_TIME_SECONDS,
             batch_size: MAX_BATCH_SIZE,
             visibility_timeout_seconds: 60,
+            max_visibility_extension_seconds: DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS,
             shutdown_grace_seconds: 25,
             exit_when_empty: false,
         }
@@ -95,6 +101,7 @@ impl RunConfig {
             MAX_VISIBILITY_TIMEOUT_SECONDS,
             60,
         )?;
+        c.max_visibility_extension_seconds = max_extension(args, c.visibility_timeout_seconds)?;
         c.shutdown_grace_seconds =
             int(&args.shutdown_grace_seconds, "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown-grace-seconds", 0, 3600, 25)?;
         c.exit_when_empty = boolean(&args.exit_when_empty, "WORKER_EXIT_WHEN_EMPTY", "exit-when-empty")?;
@@ -106,10 +113,35 @@ impl RunConfig {
         Duration::from_secs(u64::try_from(self.visibility_timeout_seconds).unwrap_or(0))
     }
 
+    /// How long after its receive the heartbeat may keep a message (zero: no heartbeat).
+    pub fn max_visibility_extension(&self) -> Duration {
+        Duration::from_secs(u64::try_from(self.max_visibility_extension_seconds).unwrap_or(0))
+    }
+
     /// The drain budget as a duration.
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
+}
+
+/// 0 (off), or from the visibility timeout to SQS's 12-hour limit; an unset
+/// value never conflicts with a long visibility timeout.
+fn max_extension(args: &RunArgs, visibility: i32) -> Result<i32, ConfigError> {
+    let (variable, flag) = ("WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", "max-visibility-extension-seconds");
+    let default = DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS.max(visibility);
+    let value =
+        int(&args.max_visibility_extension_seconds, variable, flag, 0, MAX_VISIBILITY_TIMEOUT_SECONDS, default)?;
+    if value != 0 && value < visibility {
+        return Err(ConfigError {
+            variable,
+            flag,
+            problem: format!("is \"{value}\", shorter than SQS_VISIBILITY_TIMEOUT_SECONDS ({visibility})"),
+            fix: format!(
+                "set 0 to turn the heartbeat off, or a value from {visibility} to {MAX_VISIBILITY_TIMEOUT_SECONDS} (default {default})"
+            ),
+        });
+    }
+    Ok(value)
 }
 
 fn required(
@@ -207,6 +239,7 @@ mod tests {
         let c = RunConfig::from_args(&args()).expect("valid");
         assert_eq!((c.concurrency, c.wait_time_seconds, c.batch_size), (32, 20, 10));
         assert_eq!((c.visibility_timeout_seconds, c.shutdown_grace_seconds), (60, 25));
+        assert_eq!(c.max_visibility_extension_seconds, 300);
         assert_eq!(c.dlq_url, None);
         assert!(!c.exit_when_empty);
     }
@@ -233,5 +266,23 @@ mod tests {
         let mut a = args();
         a.concurrency = Some("0".into());
         assert_eq!(RunConfig::from_args(&a).expect_err("zero").variable, "WORKER_CONCURRENCY");
+    }
+
+    #[test]
+    fn the_heartbeat_maximum_is_off_or_at_least_the_visibility() {
+        let mut a = args();
+        a.max_visibility_extension_seconds = Some("0".into());
+        assert_eq!(RunConfig::from_args(&a).expect("off").max_visibility_extension_seconds, 0);
+        a.max_visibility_extension_seconds = Some("30".into());
+        let e = RunConfig::from_args(&a).expect_err("30 < 60");
+        assert_eq!(
+            e.to_string(),
+            r#"WORKER_MAX_VISIBILITY_EXTENSION_SECONDS (--max-visibility-extension-seconds) is "30", shorter than SQS_VISIBILITY_TIMEOUT_SECONDS (60); set 0 to turn the heartbeat off, or a value from 60 to 43200 (default 300)"#
+        );
+        a.max_visibility_extension_seconds = Some("43201".into());
+        assert!(RunConfig::from_args(&a).is_err());
+        let mut a = args();
+        a.visibility_timeout_seconds = Some("900".into());
+        assert_eq!(RunConfig::from_args(&a).expect("unset follows").max_visibility_extension_seconds, 900);
     }
 }

@@ -95,6 +95,12 @@ impl AwsError {
         self.kind.action()
     }
 
+    /// Whether the service throttled the call (a transient error that also
+    /// lowers the write concurrency, see `concurrency.rs`).
+    pub fn is_throttling(&self) -> bool {
+        self.kind == Kind::Transient && self.code.as_deref().is_some_and(|code| THROTTLING_CODES.contains(&code))
+    }
+
     /// The setup guide's cause → fix for a fatal error.
     pub fn hint(&self) -> String {
         let region = &self.region;
@@ -124,6 +130,18 @@ impl fmt::Display for AwsError {
 }
 
 impl StdError for AwsError {}
+
+/// Error codes that mean "slow down" (the SDK's own throttling list).
+const THROTTLING_CODES: [&str; 8] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "Throttling",
+    "ThrottledException",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "RequestThrottled",
+];
 
 fn kind_of_code(code: &str) -> Kind {
     match code {
@@ -189,6 +207,7 @@ mod tests {
         assert_eq!(kind_of_code("ThrottlingException").action(), Action::Retry);
         assert_eq!(kind_of_code("InternalServerError").action(), Action::Retry);
         assert_eq!(kind_of_code("ExpiredTokenException").action(), Action::Stop);
+        assert!(THROTTLING_CODES.iter().all(|c| kind_of_code(c) == Kind::Transient));
         assert!(names_the_key("One or more parameter values were invalid: Missing the key id in the item"));
         assert!(names_the_key("The provided key element does not match the schema"));
         assert!(!names_the_key("Item size has exceeded the maximum allowed size"));

@@ -4,7 +4,8 @@
 //! The pipeline, one file a stage: [`config`] → [`poll`] (long-poll SQS) →
 //! [`process`] (decode, order, dispatch) → [`write`] (conditional DynamoDB
 //! writes) → [`ack`] (batched deletes and visibility changes), with
-//! [`deadletter`] forwarding, [`retry`] and [`shutdown`] on the side, and
+//! [`deadletter`] forwarding, [`heartbeat`] (visibility extensions),
+//! [`concurrency`] (adaptive write limit), [`retry`] and [`shutdown`] on the side, and
 //! [`error`] classifying every AWS failure in one place. [`run::run`] wires
 //! them together; [`commands`] holds the other subcommands.
 
@@ -12,9 +13,11 @@ pub mod ack;
 pub mod aws;
 pub mod cli;
 pub mod commands;
+pub mod concurrency;
 pub mod config;
 pub mod deadletter;
 pub mod error;
+pub mod heartbeat;
 pub mod logging;
 pub mod poll;
 pub mod process;

@@ -1,5 +1,6 @@
 //! Long-polls the source queue. Each receive asks for the configured
-//! visibility timeout, so every message's deadline is known without a lookup.
+//! visibility timeout, so every message's deadline is known without a lookup
+//! (the heartbeat moves it later, see `heartbeat.rs`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,8 +28,8 @@ pub struct Received {
     pub receive_count: u32,
     /// When the receive returned.
     pub received_at: Instant,
-    /// Work must be done by then (visibility end minus [`DEADLINE_MARGIN`]).
-    pub deadline: Instant,
+    /// When the visibility asked for on receive ends (at the earliest).
+    pub visible_until: Instant,
     /// `MessageGroupId` on FIFO queues.
     pub group_id: Option<String>,
     /// The producer's message attributes (kept when dead-lettering).
@@ -74,7 +75,7 @@ impl Poller {
             .map_err(|e| self.error(&e, "sqs:ReceiveMessage"))?;
         let received_at = Instant::now();
         let visibility = Duration::from_secs(u64::try_from(self.visibility_timeout_seconds).unwrap_or(0));
-        let deadline = received_at + visibility.saturating_sub(DEADLINE_MARGIN);
+        let visible_until = received_at + visibility;
         Ok(response
             .messages
             .unwrap_or_default()
@@ -90,7 +91,7 @@ impl Poller {
                         .and_then(|c| c.parse().ok())
                         .unwrap_or(1),
                     received_at,
-                    deadline,
+                    visible_until,
                     group_id: system.get(&MessageSystemAttributeName::MessageGroupId).cloned(),
                     attributes: m.message_attributes.unwrap_or_default(),
                 })

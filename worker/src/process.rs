@@ -1,10 +1,16 @@
-//! Turns a received batch into outcomes: decodes every body, groups the
-//! events of one student and applies them one after the other in version
-//! order (so a burst of patches does not defer itself), writes, and hands
+//! Turns a received batch into outcomes: decodes every body, groups it and
+//! works through each group one message after the other, writes, and hands
 //! each message's fate to the acker. One JSON log line per message.
+//!
+//! Standard queues: one group per student, in version order (so a burst of
+//! patches does not defer itself), all groups at once. FIFO queues: one group
+//! per `MessageGroupId`, in receive order; when a message of a group does not
+//! finish (retry, deferred, released), the later ones of that group are
+//! released unprocessed, so SQS hands them out again after it, in order.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use student_shared::outcome::ConditionFailure;
@@ -15,24 +21,37 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{Ack, AckSender};
 use crate::deadletter::DeadLetter;
 use crate::error::{Action, AwsError};
+use crate::heartbeat::Lease;
 use crate::poll::Received;
 use crate::write::{WriteError, Writer, Written};
 
 /// A deferred patch first comes back after this long...
 pub const DEFER_BASE_SECONDS: i32 = 2;
-/// ...doubling with each receive, up to this.
-pub const DEFER_MAX_SECONDS: i32 = 60;
+/// ...four times longer with each receive...
+pub const DEFER_GROWTH: i32 = 4;
+/// ...up to this (15 minutes), so that within maxReceiveCount 5 a patch waits
+/// 2 + 8 + 32 + 128 + 512 s ≈ 11 min for its predecessor: longer than a
+/// predecessor held through a whole heartbeat period (5 min by default).
+pub const DEFER_MAX_SECONDS: i32 = 900;
 
-/// One message with its decoded event (or why it has none).
+/// One message with its decoded event (or why it has none) and its lease.
 #[derive(Debug)]
 pub struct Work {
     /// The message.
     pub message: Received,
     /// The event, or the refusal.
     pub decoded: Result<Decoded, ContractError>,
+    /// Its visibility, kept extended by the heartbeat until it is finished.
+    pub lease: Arc<Lease>,
 }
 
 impl Work {
+    /// Decodes `message`; `lease` tracks its visibility.
+    pub fn new(message: Received, lease: Arc<Lease>) -> Self {
+        let decoded = decode(message.body.as_bytes());
+        Self { message, decoded, lease }
+    }
+
     fn student_id(&self) -> Option<&str> {
         self.decoded.as_ref().ok().map(|d| d.event.student_id.as_str())
     }
@@ -42,29 +61,62 @@ impl Work {
     }
 }
 
-/// Decodes a batch and groups it: one group per student, sorted by version;
-/// each undecodable message alone. Groups keep the batch's order.
-pub fn group_by_student(batch: Vec<Received>) -> Vec<Vec<Work>> {
-    let mut groups: Vec<Vec<Work>> = Vec::new();
-    for message in batch {
-        let decoded = decode(message.body.as_bytes());
-        let work = Work { message, decoded };
-        let same = work.student_id().and_then(|id| groups.iter().position(|g| g[0].student_id() == Some(id)));
-        match same {
-            Some(i) => groups[i].push(work),
-            None => groups.push(vec![work]),
+/// How a batch is split into groups, each worked through in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grouping {
+    /// Standard queue: by student, in version order; a failure does not hold the group.
+    ByStudent,
+    /// FIFO queue: by `MessageGroupId`, in receive order; a failure releases the rest.
+    ByMessageGroup,
+}
+
+impl Grouping {
+    /// FIFO for a queue URL ending in `.fifo`.
+    pub fn for_queue(queue_url: &str) -> Self {
+        if queue_url.ends_with(".fifo") { Self::ByMessageGroup } else { Self::ByStudent }
+    }
+
+    /// Splits a batch into groups (keeping the batch's order of groups).
+    pub fn group(self, batch: Vec<Work>) -> Vec<Vec<Work>> {
+        match self {
+            Self::ByStudent => group_by_student(batch),
+            Self::ByMessageGroup => group_by(batch, |w| w.message.group_id.clone()),
         }
     }
+}
+
+/// One group per student, sorted by version; each undecodable message alone.
+pub fn group_by_student(batch: Vec<Work>) -> Vec<Vec<Work>> {
+    let mut groups = group_by(batch, |w| w.student_id().map(str::to_owned));
     for group in &mut groups {
         group.sort_by_key(Work::version);
     }
     groups
 }
 
+/// Groups by `key` in arrival order; a message without a key is alone.
+fn group_by(batch: Vec<Work>, key: impl Fn(&Work) -> Option<String>) -> Vec<Vec<Work>> {
+    let mut groups: Vec<(Option<String>, Vec<Work>)> = Vec::new();
+    for work in batch {
+        let k = key(&work);
+        match groups.iter_mut().find(|(g, _)| k.is_some() && *g == k) {
+            Some((_, group)) => group.push(work),
+            None => groups.push((k, vec![work])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
 /// How long a deferred patch stays invisible: grows with each receive.
 pub fn defer_seconds(receive_count: u32) -> i32 {
-    let doublings = receive_count.saturating_sub(1).min(16);
-    DEFER_BASE_SECONDS.saturating_mul(1 << doublings).min(DEFER_MAX_SECONDS)
+    let steps = receive_count.saturating_sub(1).min(8);
+    (0..steps).fold(DEFER_BASE_SECONDS, |s, _| s.saturating_mul(DEFER_GROWTH)).min(DEFER_MAX_SECONDS)
+}
+
+/// Whether a group's next message may go ahead after this outcome: the
+/// message is done with (deleted or dead-lettered), not left to come back.
+fn is_settled(outcome: Outcome) -> bool {
+    matches!(outcome, Outcome::Applied | Outcome::Duplicate | Outcome::Stale | Outcome::Invalid)
 }
 
 /// What the processing tasks share.
@@ -90,12 +142,12 @@ pub struct OutcomeCounts([AtomicU64; Outcome::ALL.len()]);
 
 impl OutcomeCounts {
     fn add(&self, outcome: Outcome) {
-        self.0[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.0[outcome as usize].fetch_add(1, Relaxed);
     }
 
     /// A copy of the counts.
     pub fn snapshot(&self) -> BTreeMap<&'static str, u64> {
-        Outcome::ALL.iter().map(|o| (o.as_str(), self.0[*o as usize].load(Ordering::Relaxed))).collect()
+        Outcome::ALL.iter().map(|o| (o.as_str(), self.0[*o as usize].load(Relaxed))).collect()
     }
 }
 
@@ -145,21 +197,38 @@ impl Handled {
     }
 }
 
-/// Processes one student's messages in version order; `_permit` holds this
-/// group's share of the concurrency limit until it is done.
-pub async fn process_group(ctx: Arc<Context>, group: Vec<Work>, _permit: OwnedSemaphorePermit) {
-    for work in group {
+/// Works through one group in order; `_permit` holds this group's share of
+/// the message limit until it is done.
+pub async fn process_group(ctx: Arc<Context>, group: Vec<Work>, grouping: Grouping, _permit: OwnedSemaphorePermit) {
+    let mut works = group.into_iter();
+    while let Some(work) = works.next() {
         let handled = tokio::select! {
             biased;
             () = ctx.abort.cancelled() => released(&work),
             handled = handle(&ctx, &work) => handled,
         };
-        log_outcome(&work, &handled);
-        ctx.counts.add(handled.outcome);
-        if let Some(ack) = handled.ack {
-            // The acker outlives every processing task; a send error means it is gone.
-            let _ = ctx.acks.send(ack);
+        let holds_the_group = grouping == Grouping::ByMessageGroup && !is_settled(handled.outcome);
+        finish(&ctx, &work, handled).await;
+        if holds_the_group {
+            let rest: Vec<Work> = works.by_ref().collect();
+            if !rest.is_empty() {
+                tracing::info!(message_id = %work.message.message_id, group_id = work.message.group_id.as_deref().unwrap_or(""), released = rest.len(), "FIFO group held: its later messages are released to keep their order");
+            }
+            for later in rest {
+                finish(&ctx, &later, released(&later)).await;
+            }
         }
+    }
+}
+
+/// Stops the heartbeat for the message, then logs, counts and acks it.
+async fn finish(ctx: &Context, work: &Work, handled: Handled) {
+    work.lease.finish().await;
+    log_outcome(work, &handled);
+    ctx.counts.add(handled.outcome);
+    if let Some(ack) = handled.ack {
+        // The acker outlives every processing task; a send error means it is gone.
+        let _ = ctx.acks.send(ack);
     }
 }
 
@@ -171,7 +240,7 @@ async fn handle(ctx: &Context, work: &Work) -> Handled {
     if !decoded.unknown_fields.is_empty() {
         tracing::debug!(message_id = %work.message.message_id, count = decoded.unknown_fields.len(), fields = ?decoded.unknown_fields, "unknown fields ignored");
     }
-    let written = ctx.writer.write(&decoded.event, work.message.deadline).await;
+    let written = ctx.writer.write(&decoded.event, &work.lease).await;
     let attempts = written.attempts;
     let receipt = work.message.receipt_handle.clone();
     match written.result {
@@ -274,17 +343,19 @@ mod tests {
     use super::*;
     use tokio::time::Instant;
 
-    fn msg(body: &str) -> Received {
-        Received {
+    fn work(body: &str, group: Option<&str>) -> Work {
+        let message = Received {
             message_id: body.len().to_string(),
             receipt_handle: "r".into(),
             body: body.into(),
             receive_count: 1,
             received_at: Instant::now(),
-            deadline: Instant::now(),
-            group_id: None,
+            visible_until: Instant::now(),
+            group_id: group.map(str::to_owned),
             attributes: Default::default(),
-        }
+        };
+        let lease = Lease::new(&message);
+        Work::new(message, lease)
     }
 
     fn ev(student: &str, version: u64) -> String {
@@ -293,19 +364,43 @@ mod tests {
         )
     }
 
+    fn shape(groups: &[Vec<Work>]) -> Vec<Vec<u64>> {
+        groups.iter().map(|g| g.iter().map(Work::version).collect()).collect()
+    }
+
     #[test]
     fn groups_by_student_in_version_order() {
-        let batch = vec![msg(&ev("a", 3)), msg(&ev("b", 1)), msg("not json"), msg(&ev("a", 1)), msg(&ev("a", 2))];
-        let groups = group_by_student(batch);
-        let shape: Vec<Vec<u64>> = groups.iter().map(|g| g.iter().map(Work::version).collect()).collect();
-        assert_eq!(shape, vec![vec![1, 2, 3], vec![1], vec![0]]);
+        let batch = [ev("a", 3), ev("b", 1), "not json".into(), ev("a", 1), ev("a", 2), "{".into()];
+        let groups = Grouping::ByStudent.group(batch.iter().map(|b| work(b, None)).collect());
+        assert_eq!(shape(&groups), vec![vec![1, 2, 3], vec![1], vec![0], vec![0]]);
         assert!(groups[2][0].decoded.is_err());
+    }
+
+    #[test]
+    fn fifo_groups_by_message_group_in_receive_order() {
+        let batch = vec![
+            work(&ev("a", 3), Some("g1")),
+            work(&ev("b", 1), Some("g2")),
+            work("not json", Some("g1")),
+            work(&ev("a", 1), Some("g1")),
+        ];
+        let groups = Grouping::for_queue("https://sqs.x/1/students.fifo").group(batch);
+        assert_eq!(shape(&groups), vec![vec![3, 0, 1], vec![1]], "receive order kept, never re-sorted");
+        assert_eq!(Grouping::for_queue("https://sqs.x/1/students"), Grouping::ByStudent);
     }
 
     #[test]
     fn deferral_grows_and_is_capped() {
         let delays: Vec<i32> = (1..=8).map(defer_seconds).collect();
-        assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(defer_seconds(u32::MAX), 60);
+        assert_eq!(delays, vec![2, 8, 32, 128, 512, 900, 900, 900]);
+        assert_eq!(defer_seconds(u32::MAX), 900);
+        // Within maxReceiveCount 5 a deferred patch waits longer than the default heartbeat period.
+        assert!((1..=5).map(defer_seconds).sum::<i32>() > 600);
+    }
+
+    #[test]
+    fn only_finished_messages_let_a_fifo_group_go_on() {
+        assert!(is_settled(Outcome::Applied) && is_settled(Outcome::Invalid) && is_settled(Outcome::Stale));
+        assert!(!is_settled(Outcome::Retry) && !is_settled(Outcome::Deferred) && !is_settled(Outcome::Released));
     }
 }

@@ -33,15 +33,19 @@ pub struct Retried<T, E> {
     pub attempts: u32,
 }
 
-/// Runs `op` until it succeeds, fails permanently, or the next pause would
-/// end after `deadline`.
-pub async fn until_deadline<T, E, F, Fut>(deadline: Instant, mut op: F) -> Retried<T, E>
+/// Runs `op` until it succeeds, fails permanently, or `deadline()` passes.
+///
+/// The deadline is read again after every pause: it moves when the visibility
+/// heartbeat extends the message, so a pause never ends past the deadline
+/// known when it started, and a retry continues only if time is still left.
+pub async fn until_deadline<T, E, D, F, Fut>(deadline: D, mut op: F) -> Retried<T, E>
 where
     E: Retryable,
+    D: Fn() -> Instant,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut policy = DeadlineBackoff { inner: exponential(), deadline };
+    let mut policy = exponential();
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -50,9 +54,13 @@ where
             Err(e) if e.is_retryable() => policy.next_backoff(),
             _ => None,
         };
-        match pause {
-            Some(pause) => tokio::time::sleep(pause).await,
-            None => return Retried { result, attempts },
+        let left = deadline().saturating_duration_since(Instant::now());
+        let Some(pause) = pause.filter(|_| !left.is_zero()) else {
+            return Retried { result, attempts };
+        };
+        tokio::time::sleep(pause.min(left)).await;
+        if Instant::now() >= deadline() {
+            return Retried { result, attempts };
         }
     }
 }
@@ -67,23 +75,6 @@ fn exponential() -> ExponentialBackoff {
         // The deadline below is the only limit.
         max_elapsed_time: None,
         ..ExponentialBackoff::default()
-    }
-}
-
-/// Gives up when the next pause would end past the deadline.
-struct DeadlineBackoff {
-    inner: ExponentialBackoff,
-    deadline: Instant,
-}
-
-impl Backoff for DeadlineBackoff {
-    fn next_backoff(&mut self) -> Option<Duration> {
-        let pause = self.inner.next_backoff()?;
-        (Instant::now() + pause < self.deadline).then_some(pause)
-    }
-
-    fn reset(&mut self) {
-        self.inner.reset();
     }
 }
 
@@ -102,11 +93,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_transient_errors_until_success() {
         let mut left = 3;
-        let r = until_deadline(Instant::now() + Duration::from_secs(60), || {
-            left -= 1;
-            let result = if left > 0 { Err(Flaky(true)) } else { Ok(()) };
-            async move { result }
-        })
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let r = until_deadline(
+            || deadline,
+            || {
+                left -= 1;
+                let result = if left > 0 { Err(Flaky(true)) } else { Ok(()) };
+                async move { result }
+            },
+        )
         .await;
         assert!(r.result.is_ok());
         assert_eq!(r.attempts, 3);
@@ -114,13 +109,44 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stops_at_permanent_errors_and_at_the_deadline() {
-        let r: Retried<(), _> =
-            until_deadline(Instant::now() + Duration::from_secs(60), || async { Err(Flaky(false)) }).await;
+        let far = Instant::now() + Duration::from_secs(60);
+        let r: Retried<(), _> = until_deadline(|| far, || async { Err(Flaky(false)) }).await;
         assert_eq!(r.attempts, 1);
         let start = Instant::now();
         let deadline = start + Duration::from_secs(2);
-        let r: Retried<(), _> = until_deadline(deadline, || async { Err(Flaky(true)) }).await;
+        let r: Retried<(), _> = until_deadline(|| deadline, || async { Err(Flaky(true)) }).await;
         assert!(r.attempts > 2, "{}", r.attempts);
         assert!(Instant::now() <= deadline, "slept past the deadline");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_that_moves_keeps_retrying() {
+        let start = Instant::now();
+        let deadline = std::sync::Arc::new(std::sync::Mutex::new(start + Duration::from_secs(1)));
+        // The heartbeat: keeps the deadline a second ahead, for 20 s.
+        let heartbeat = tokio::spawn({
+            let deadline = std::sync::Arc::clone(&deadline);
+            async move {
+                for _ in 0..40 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    *deadline.lock().expect("lock") = Instant::now() + Duration::from_secs(1);
+                }
+            }
+        });
+        let read = || *deadline.lock().expect("lock");
+        let mut left = 12;
+        let r = until_deadline(read, || {
+            left -= 1;
+            let result = if left > 0 { Err(Flaky(true)) } else { Ok(()) };
+            async move { result }
+        })
+        .await;
+        assert!(r.result.is_ok(), "gave up although the deadline kept moving");
+        assert!(Instant::now() > start + Duration::from_secs(2), "retried past the first deadline");
+        // Once it stops moving, retrying ends by it.
+        heartbeat.await.expect("heartbeat");
+        let last = read();
+        let r: Retried<(), _> = until_deadline(read, || async { Err(Flaky(true)) }).await;
+        assert!(r.result.is_err() && Instant::now() <= last);
     }
 }

@@ -1,7 +1,8 @@
 //! The `run` loop: receive ahead while earlier batches are still being
-//! written (bounded by `WORKER_CONCURRENCY`), hand each batch to the
-//! processor, and on shutdown or a fatal error stop receiving at once, drain
-//! or release in-flight messages, flush the acker and return.
+//! written (bounded by `WORKER_CONCURRENCY`), give every message a lease the
+//! heartbeat keeps extended, hand each batch to the processor, and on
+//! shutdown or a fatal error stop receiving at once, drain or release
+//! in-flight messages, flush the acker and return.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{self, Ack, AckStats};
 use crate::aws::Clients;
+use crate::concurrency::Limiter;
 use crate::config::RunConfig;
 use crate::deadletter::DeadLetter;
 use crate::error::{Action, AwsError};
+use crate::heartbeat::{self, Heartbeat, HeartbeatStats, Policy, Target};
 use crate::poll::{Poller, Received};
-use crate::process::{Context, FatalSlot, OutcomeCounts, group_by_student, process_group};
+use crate::process::{Context, FatalSlot, Grouping, OutcomeCounts, Work, process_group};
 use crate::write::Writer;
 
 /// How long a receive under way at shutdown may still deliver (then released).
@@ -38,6 +41,16 @@ pub struct RunSummary {
     pub panicked: u64,
     /// Deletes and visibility changes.
     pub acks: AckStats,
+    /// Visibility extensions by the heartbeat.
+    pub heartbeat: HeartbeatStats,
+    /// Times the write concurrency was lowered after throttling.
+    pub concurrency_decreases: u64,
+    /// Times it was raised again after successes.
+    pub concurrency_increases: u64,
+    /// The lowest write concurrency reached.
+    pub min_concurrency: usize,
+    /// The write concurrency at the end.
+    pub final_concurrency: usize,
 }
 
 /// Why a run ended in failure.
@@ -60,6 +73,8 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         batch_size = config.batch_size,
         wait_time_seconds = config.wait_time_seconds,
         visibility_timeout_seconds = config.visibility_timeout_seconds,
+        max_visibility_extension_seconds = config.max_visibility_extension_seconds,
+        fifo = config.queue_url.ends_with(".fifo"),
         "worker starting"
     );
     let stop = shutdown.child_token();
@@ -67,8 +82,13 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     let fatal = FatalSlot::new(stop.clone(), abort.clone());
     let (acks, acker) =
         ack::spawn(clients.sqs.clone(), config.queue_url.clone(), clients.region.clone(), fatal.clone());
+    let target =
+        Target { sqs: clients.sqs.clone(), queue_url: config.queue_url.clone(), region: clients.region.clone() };
+    let policy = Policy { visibility: config.visibility_timeout(), max_hold: config.max_visibility_extension() };
+    let (heartbeat, beater) = heartbeat::spawn(target, policy, fatal.clone(), abort.clone());
+    let limiter = Limiter::new(config.concurrency);
     let ctx = Arc::new(Context {
-        writer: Writer::new(clients.dynamodb.clone(), &config.table_name, &clients.region),
+        writer: Writer::new(clients.dynamodb.clone(), &config.table_name, &clients.region, Arc::clone(&limiter)),
         dead_letter: DeadLetter::new(clients.sqs.clone(), config.dlq_url.clone(), &config.queue_url, &clients.region),
         acks,
         abort: abort.clone(),
@@ -78,10 +98,16 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     let poller = Poller::new(clients.sqs.clone(), &config, &clients.region);
     let mut tasks = JoinSet::new();
     let mut summary = RunSummary::default();
-    receive_loop(&config, &poller, &ctx, &stop, &mut tasks, &mut summary).await;
+    receive_loop(&config, &poller, &heartbeat, &ctx, &stop, &mut tasks, &mut summary).await;
 
     drain(&mut tasks, &abort, config.shutdown_grace(), &mut summary).await;
     summary.outcomes = ctx.counts.snapshot();
+    summary.heartbeat = beater.await.unwrap_or_default();
+    let concurrency = limiter.stats();
+    summary.concurrency_decreases = concurrency.decreases;
+    summary.concurrency_increases = concurrency.increases;
+    summary.min_concurrency = concurrency.min;
+    summary.final_concurrency = concurrency.current;
     drop(ctx); // the last sender: the acker flushes and ends
     summary.acks = acker.await.unwrap_or_default();
     tracing::info!(?summary, "worker stopped");
@@ -94,12 +120,14 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
 async fn receive_loop(
     config: &RunConfig,
     poller: &Poller,
+    heartbeat: &Heartbeat,
     ctx: &Arc<Context>,
     stop: &CancellationToken,
     tasks: &mut JoinSet<()>,
     summary: &mut RunSummary,
 ) {
     let permits = Arc::new(Semaphore::new(config.concurrency));
+    let grouping = Grouping::for_queue(&config.queue_url);
     // Never hold more messages than can be worked on at once.
     let per_receive = config.concurrency.min(usize::try_from(config.batch_size).unwrap_or(1));
     let mut failures = 0;
@@ -141,9 +169,13 @@ async fn receive_loop(
             Ok(batch) => {
                 failures = 0;
                 summary.received += batch.len() as u64;
-                for group in group_by_student(batch) {
+                let works = batch.into_iter().map(|m| {
+                    let lease = heartbeat.track(&m);
+                    Work::new(m, lease)
+                });
+                for group in grouping.group(works.collect()) {
                     let Some(share) = permit.split(group.len()) else { continue };
-                    tasks.spawn(process_group(Arc::clone(ctx), group, share));
+                    tasks.spawn(process_group(Arc::clone(ctx), group, grouping, share));
                 }
             }
         }

@@ -1,9 +1,12 @@
 //! Applies one event to DynamoDB with its conditional write (see
 //! `student_shared::plan`), retrying throttling and transient errors with
-//! backoff until the message's deadline. On a failed condition the old item
+//! backoff until the message's deadline (which the heartbeat may move). Each
+//! attempt takes a slot from the adaptive concurrency [`Limiter`] and reports
+//! back whether DynamoDB throttled it. On a failed condition the old item
 //! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) says why, without a read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -15,7 +18,9 @@ use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
 use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
+use crate::concurrency::{Limiter, Signal};
 use crate::error::{Action, AwsError};
+use crate::heartbeat::Lease;
 use crate::retry::{self, Retried, Retryable};
 
 /// What a write did.
@@ -64,27 +69,48 @@ pub struct Writer {
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
     region: String,
+    limiter: Arc<Limiter>,
 }
 
 impl Writer {
     /// A writer for `table`; the client should have SDK retries off.
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: &str, region: &str) -> Self {
-        Self { dynamodb, table: table.to_owned(), region: region.to_owned() }
+    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: &str, region: &str, limiter: Arc<Limiter>) -> Self {
+        Self { dynamodb, table: table.to_owned(), region: region.to_owned(), limiter }
     }
 
     /// Applies `event`, retrying transient failures while a whole attempt
-    /// still fits before `deadline`.
-    pub async fn write(&self, event: &StudentEvent, deadline: Instant) -> Retried<Written, WriteError> {
+    /// still fits before the lease's deadline.
+    pub async fn write(&self, event: &StudentEvent, lease: &Lease) -> Retried<Written, WriteError> {
         let plan = match plan_write(event, &now_rfc3339()) {
             Ok(plan) => plan,
             Err(e) => return Retried { result: Err(e.into()), attempts: 0 },
         };
-        // The last moment an attempt may start and still end by the deadline.
-        let last_start = deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline);
-        if Instant::now() >= last_start {
+        if Instant::now() >= last_start(lease) {
             return Retried { result: Err(WriteError::OutOfTime), attempts: 0 };
         }
-        retry::until_deadline(last_start, || self.attempt(event, &plan)).await
+        retry::until_deadline(|| last_start(lease), || self.limited_attempt(event, &plan, lease)).await
+    }
+
+    /// One attempt within the concurrency limit; waiting for a slot may use
+    /// up the time left, so the deadline is checked again once it is ours.
+    async fn limited_attempt(
+        &self,
+        event: &StudentEvent,
+        plan: &WritePlan,
+        lease: &Lease,
+    ) -> Result<Written, WriteError> {
+        let permit = self.limiter.acquire().await;
+        if Instant::now() >= last_start(lease) {
+            permit.done(Signal::Neutral);
+            return Err(WriteError::OutOfTime);
+        }
+        let result = self.attempt(event, plan).await;
+        permit.done(match &result {
+            Ok(_) | Err(WriteError::Plan(_)) => Signal::Success,
+            Err(WriteError::Aws(e)) if e.is_throttling() => Signal::Throttled,
+            Err(_) => Signal::Neutral,
+        });
+        result
     }
 
     async fn attempt(&self, event: &StudentEvent, plan: &WritePlan) -> Result<Written, WriteError> {
@@ -136,6 +162,12 @@ impl Writer {
     {
         AwsError::from_sdk(e, plan.action(), &format!("table {}", self.table), &self.region).into()
     }
+}
+
+/// The last moment an attempt may start and still end by the lease's deadline.
+fn last_start(lease: &Lease) -> Instant {
+    let deadline = lease.deadline();
+    deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline)
 }
 
 fn classify(event: &StudentEvent, old: Option<&HashMap<String, AttributeValue>>) -> ConditionFailure {
