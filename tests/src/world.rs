@@ -56,11 +56,20 @@ impl World {
 
     /// The same with another maxReceiveCount.
     pub async fn with_max_receive_count(max_receive_count: u32) -> World {
+        Self::with_queue("students", max_receive_count).await
+    }
+
+    /// FIFO queues `students.fifo` and `students-dlq.fifo`, maxReceiveCount 5.
+    pub async fn fifo() -> World {
+        Self::with_queue("students.fifo", 5).await
+    }
+
+    async fn with_queue(queue_name: &str, max_receive_count: u32) -> World {
         let emulator = Emulator::start();
         let sdk = emulator.sdk_config().await;
         let args = SetupArgs {
             table_name: "Students".into(),
-            queue_name: "students".into(),
+            queue_name: queue_name.into(),
             dlq_name: None,
             max_receive_count,
             visibility_timeout_seconds: 60,
@@ -94,6 +103,36 @@ impl World {
                 .iter()
                 .enumerate()
                 .map(|(i, b)| SendMessageBatchRequestEntry::builder().id(format!("m{n}-{i}")).message_body(b).build())
+                .collect::<Result<Vec<_>, _>>()
+                .expect("entries");
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .expect("send batch");
+            assert!(out.failed.is_empty(), "send failed: {:?}", out.failed);
+        }
+    }
+
+    /// Sends `(MessageGroupId, body)` pairs to a FIFO source queue in this
+    /// order, 10 per batch, each with its own deduplication id.
+    pub async fn send_grouped(&self, messages: &[(&str, String)]) {
+        static SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .map(|(group, body)| {
+                    let n = SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("m{n}"))
+                        .message_body(body)
+                        .message_group_id(*group)
+                        .message_deduplication_id(format!("d{n}"))
+                        .build()
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .expect("entries");
             let out = self
