@@ -1,12 +1,14 @@
 //! Finishes messages on the source queue: deletes what is done and changes
 //! the visibility of what is deferred or released, in batches of up to 10
-//! across messages, flushed when full or after a short pause.
+//! across messages, flushed when full or after a short pause; several batch
+//! calls may be under way at once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::error::{Action, AwsError};
 use crate::process::FatalSlot;
@@ -15,6 +17,10 @@ use crate::process::FatalSlot;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// A partly filled batch waits at most this long for company.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// Batch calls under way at once: enough that deletes keep up with the
+/// writes at any round-trip time (10 messages per call), few enough not to
+/// flood SQS when a backlog is flushed.
+pub const MAX_CALLS_IN_FLIGHT: usize = 8;
 
 /// What to do with a message on the source queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +58,8 @@ pub fn spawn(
     fatal: FatalSlot,
 ) -> (AckSender, JoinHandle<AckStats>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let acker = Acker { sqs, queue_url, region, fatal, stats: AckStats::default() };
-    (tx, tokio::spawn(acker.run(rx)))
+    let acker = Arc::new(Acker { sqs, queue_url, region, fatal });
+    (tx, tokio::spawn(run(acker, rx)))
 }
 
 struct Acker {
@@ -61,51 +67,87 @@ struct Acker {
     queue_url: String,
     region: String,
     fatal: FatalSlot,
-    stats: AckStats,
+}
+
+/// Batch calls under way, each returning what it did.
+type Calls = JoinSet<AckStats>;
+
+async fn run(acker: Arc<Acker>, mut rx: mpsc::UnboundedReceiver<Ack>) -> AckStats {
+    let mut deletes = Vec::new();
+    let mut changes = Vec::new();
+    let mut calls = Calls::new();
+    let mut stats = AckStats::default();
+    loop {
+        let next = if deletes.is_empty() && changes.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(FLUSH_INTERVAL, rx.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    flush(&acker, &mut deletes, &mut changes, &mut calls, &mut stats).await;
+                    continue;
+                }
+            }
+        };
+        match next {
+            Some(Ack::Delete(receipt)) => deletes.push(receipt),
+            Some(Ack::Visibility(receipt, seconds)) => changes.push((receipt, seconds)),
+            None => break,
+        }
+        if deletes.len() >= MAX_BATCH_ENTRIES || changes.len() >= MAX_BATCH_ENTRIES {
+            flush(&acker, &mut deletes, &mut changes, &mut calls, &mut stats).await;
+        }
+        while let Some(done) = calls.try_join_next() {
+            stats.add(done.unwrap_or_default());
+        }
+    }
+    flush(&acker, &mut deletes, &mut changes, &mut calls, &mut stats).await;
+    while let Some(done) = calls.join_next().await {
+        stats.add(done.unwrap_or_default());
+    }
+    stats
+}
+
+/// Starts a batch call for everything pending, without waiting for it to
+/// answer (so one round trip does not cap deletes at 10 per round trip),
+/// but with at most [`MAX_CALLS_IN_FLIGHT`] under way.
+async fn flush(
+    acker: &Arc<Acker>,
+    deletes: &mut Vec<String>,
+    changes: &mut Vec<(String, i32)>,
+    calls: &mut Calls,
+    stats: &mut AckStats,
+) {
+    while !deletes.is_empty() || !changes.is_empty() {
+        while calls.len() >= MAX_CALLS_IN_FLIGHT {
+            if let Some(done) = calls.join_next().await {
+                stats.add(done.unwrap_or_default());
+            }
+        }
+        let acker = Arc::clone(acker);
+        if deletes.is_empty() {
+            let batch: Vec<_> = changes.drain(..changes.len().min(MAX_BATCH_ENTRIES)).collect();
+            calls.spawn(async move { acker.change_visibility(batch).await });
+        } else {
+            let batch: Vec<_> = deletes.drain(..deletes.len().min(MAX_BATCH_ENTRIES)).collect();
+            calls.spawn(async move { acker.delete(batch).await });
+        }
+    }
+}
+
+impl AckStats {
+    fn add(&mut self, other: AckStats) {
+        self.deleted += other.deleted;
+        self.delete_failed += other.delete_failed;
+        self.visibility_changed += other.visibility_changed;
+        self.visibility_failed += other.visibility_failed;
+    }
 }
 
 impl Acker {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Ack>) -> AckStats {
-        let mut deletes = Vec::new();
-        let mut changes = Vec::new();
-        loop {
-            let next = if deletes.is_empty() && changes.is_empty() {
-                rx.recv().await
-            } else {
-                match tokio::time::timeout(FLUSH_INTERVAL, rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        self.flush(&mut deletes, &mut changes).await;
-                        continue;
-                    }
-                }
-            };
-            match next {
-                Some(Ack::Delete(receipt)) => deletes.push(receipt),
-                Some(Ack::Visibility(receipt, seconds)) => changes.push((receipt, seconds)),
-                None => break,
-            }
-            if deletes.len() >= MAX_BATCH_ENTRIES || changes.len() >= MAX_BATCH_ENTRIES {
-                self.flush(&mut deletes, &mut changes).await;
-            }
-        }
-        self.flush(&mut deletes, &mut changes).await;
-        self.stats
-    }
-
-    async fn flush(&mut self, deletes: &mut Vec<String>, changes: &mut Vec<(String, i32)>) {
-        while !deletes.is_empty() {
-            let batch: Vec<_> = deletes.drain(..deletes.len().min(MAX_BATCH_ENTRIES)).collect();
-            self.delete(batch).await;
-        }
-        while !changes.is_empty() {
-            let batch: Vec<_> = changes.drain(..changes.len().min(MAX_BATCH_ENTRIES)).collect();
-            self.change_visibility(batch).await;
-        }
-    }
-
-    async fn delete(&mut self, receipts: Vec<String>) {
+    async fn delete(&self, receipts: Vec<String>) -> AckStats {
         let n = receipts.len() as u64;
+        let mut stats = AckStats::default();
         let entries = receipts
             .into_iter()
             .enumerate()
@@ -119,8 +161,8 @@ impl Acker {
                 for f in &out.failed {
                     tracing::warn!(code = %f.code, sender_fault = f.sender_fault, "delete refused: the message will be received again (a duplicate, absorbed by the version guard)");
                 }
-                self.stats.deleted += n - failed;
-                self.stats.delete_failed += failed;
+                stats.deleted += n - failed;
+                stats.delete_failed += failed;
             }
             Err(e) => {
                 let e = AwsError::from_sdk(
@@ -130,10 +172,11 @@ impl Acker {
                     &self.region,
                 );
                 tracing::error!(error = %e, messages = n, "delete failed: these messages will be received again");
-                self.stats.delete_failed += n;
+                stats.delete_failed += n;
                 self.stop_if_fatal(e);
             }
         }
+        stats
     }
 
     fn stop_if_fatal(&self, e: AwsError) {
@@ -142,8 +185,9 @@ impl Acker {
         }
     }
 
-    async fn change_visibility(&mut self, changes: Vec<(String, i32)>) {
+    async fn change_visibility(&self, changes: Vec<(String, i32)>) -> AckStats {
         let n = changes.len() as u64;
+        let mut stats = AckStats::default();
         let entries = changes
             .into_iter()
             .enumerate()
@@ -163,8 +207,8 @@ impl Acker {
                 for f in &out.failed {
                     tracing::warn!(code = %f.code, "visibility change refused: the message reappears when its visibility ends");
                 }
-                self.stats.visibility_changed += n - failed;
-                self.stats.visibility_failed += failed;
+                stats.visibility_changed += n - failed;
+                stats.visibility_failed += failed;
             }
             Err(e) => {
                 let e = AwsError::from_sdk(
@@ -174,9 +218,10 @@ impl Acker {
                     &self.region,
                 );
                 tracing::warn!(error = %e, messages = n, "visibility change failed: the messages reappear when their visibility ends");
-                self.stats.visibility_failed += n;
+                stats.visibility_failed += n;
                 self.stop_if_fatal(e);
             }
         }
+        stats
     }
 }

@@ -1,6 +1,7 @@
 //! The `run` loop: receive ahead while earlier batches are still being
-//! written (bounded by `WORKER_CONCURRENCY`), give every message a lease the
-//! heartbeat keeps extended, hand each batch to the processor, and on
+//! written (`WORKER_CONCURRENCY` messages written at once, as many more
+//! received ahead, several receives under way), give every message a lease
+//! the heartbeat keeps extended, hand each batch to the processor, and on
 //! shutdown or a fatal error stop receiving at once, drain or release
 //! in-flight messages, flush the acker and return.
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -117,6 +118,20 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     }
 }
 
+/// At most this many receives are under way at once, however high the
+/// concurrency (each brings up to 10 messages).
+const MAX_RECEIVES_IN_FLIGHT: usize = 16;
+
+/// A receive under way, with the permits for the messages it may bring.
+type Receiving = JoinSet<(OwnedSemaphorePermit, Result<Vec<Received>, AwsError>)>;
+
+/// Keeps the pipe full: several receives under way at once while earlier
+/// messages are written, so a receive's round trip is not paid by every
+/// batch. Two limits: `concurrency` messages are written at once, and at
+/// most `concurrency` more are held received ahead of them (their deadlines
+/// run from the receive, so waiting is safe). After an empty receive, one
+/// receive at a time until messages come back (an idle worker keeps a
+/// single long poll open).
 async fn receive_loop(
     config: &RunConfig,
     poller: &Poller,
@@ -126,24 +141,31 @@ async fn receive_loop(
     tasks: &mut JoinSet<()>,
     summary: &mut RunSummary,
 ) {
-    let permits = Arc::new(Semaphore::new(config.concurrency));
     let grouping = Grouping::for_queue(&config.queue_url);
-    // Never hold more messages than can be worked on at once.
+    let writing = Arc::new(Semaphore::new(config.concurrency));
+    let held = Arc::new(Semaphore::new(config.concurrency.saturating_mul(2)));
     let per_receive = config.concurrency.min(usize::try_from(config.batch_size).unwrap_or(1));
+    let most_receives = config.concurrency.div_ceil(per_receive).clamp(1, MAX_RECEIVES_IN_FLIGHT);
+    let mut receives = Receiving::new();
+    let mut idle = false;
     let mut failures = 0;
     loop {
-        let acquire = Arc::clone(&permits).acquire_many_owned(u32::try_from(per_receive).unwrap_or(1));
-        let mut permit = tokio::select! {
+        let room = receives.len() < if idle { 1 } else { most_receives };
+        let acquire = Arc::clone(&held).acquire_many_owned(u32::try_from(per_receive).unwrap_or(1));
+        let (mut permit, batch) = tokio::select! {
             biased;
-            () = stop.cancelled() => return,
-            permit = acquire => match permit { Ok(p) => p, Err(_) => return },
-        };
-        let receive = poller.receive(i32::try_from(per_receive).unwrap_or(1));
-        tokio::pin!(receive);
-        let batch = tokio::select! {
-            biased;
-            () = stop.cancelled() => return release_late_arrivals(receive, ctx).await,
-            batch = &mut receive => batch,
+            () = stop.cancelled() => return release_late_arrivals(receives, ctx).await,
+            Some(done) = receives.join_next() => match done {
+                Ok(done) => done,
+                Err(_) => continue, // a receive task cannot panic; its messages would reappear anyway
+            },
+            permit = acquire, if room => {
+                let Ok(permit) = permit else { return };
+                let poller = poller.clone();
+                let max = i32::try_from(per_receive).unwrap_or(1);
+                receives.spawn(async move { (permit, poller.receive(max).await) });
+                continue;
+            }
         };
         reap(tasks, summary);
         match batch {
@@ -156,8 +178,9 @@ async fn receive_loop(
             }
             Ok(batch) if batch.is_empty() => {
                 failures = 0;
+                idle = true;
                 drop(permit);
-                if config.exit_when_empty && is_idle(tasks, poller, summary).await {
+                if config.exit_when_empty && receives.is_empty() && is_idle(tasks, poller, summary).await {
                     tracing::info!("queue drained: exiting (exit-when-empty)");
                     return;
                 }
@@ -168,6 +191,7 @@ async fn receive_loop(
             }
             Ok(batch) => {
                 failures = 0;
+                idle = false;
                 summary.received += batch.len() as u64;
                 let works = batch.into_iter().map(|m| {
                     let lease = heartbeat.track(&m);
@@ -175,7 +199,13 @@ async fn receive_loop(
                 });
                 for group in grouping.group(works.collect()) {
                     let Some(share) = permit.split(group.len()) else { continue };
-                    tasks.spawn(process_group(Arc::clone(ctx), group, grouping, share));
+                    let (ctx, writing) = (Arc::clone(ctx), Arc::clone(&writing));
+                    let slots = u32::try_from(group.len().min(config.concurrency)).unwrap_or(1);
+                    tasks.spawn(async move {
+                        // `writing` is never closed, so acquiring cannot fail.
+                        let Ok(_writing) = writing.acquire_many_owned(slots).await else { return };
+                        process_group(ctx, group, grouping, share).await;
+                    });
                 }
             }
         }
@@ -184,13 +214,17 @@ async fn receive_loop(
 
 /// Stopping must not wait out a long poll, but a receive whose answer is
 /// already on its way would hide its messages for a whole visibility timeout:
-/// give it a moment, and hand back whatever it brings.
-async fn release_late_arrivals(receive: impl Future<Output = Result<Vec<Received>, AwsError>>, ctx: &Context) {
-    if let Ok(Ok(late)) = tokio::time::timeout(LATE_ARRIVAL_WINDOW, receive).await {
-        for message in late {
-            let _ = ctx.acks.send(Ack::Visibility(message.receipt_handle, 0));
+/// give the receives under way a moment, and hand back whatever they bring.
+async fn release_late_arrivals(mut receives: Receiving, ctx: &Context) {
+    let late = async {
+        while let Some(done) = receives.join_next().await {
+            for message in done.ok().and_then(|(_, batch)| batch.ok()).unwrap_or_default() {
+                let _ = ctx.acks.send(Ack::Visibility(message.receipt_handle, 0));
+            }
         }
-    }
+    };
+    // Receives still waiting after the window are abandoned (dropped with the set).
+    let _ = tokio::time::timeout(LATE_ARRIVAL_WINDOW, late).await;
 }
 
 /// Nothing in flight here and nothing left on the queue.

@@ -1,0 +1,12 @@
+//! A fast local endpoint for benchmarking `student-worker`: one HTTP server
+//! on 127.0.0.1 that answers the SQS and DynamoDB JSON-protocol calls the
+//! worker makes, from a generated stream of valid events, with an added
+//! latency per call, optional write throttling, and call counts per
+//! operation. For measuring only: it applies no conditions and stores
+//! nothing, so it is never a correctness backend (the tests use moto).
+
+pub mod events;
+pub mod queue;
+pub mod server;
+
+pub use server::{Endpoint, Settings};
