@@ -62,6 +62,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         visibility_timeout_seconds = config.visibility_timeout_seconds,
         "worker starting"
     );
+    let observer = crate::observe::Observer::start(&config); // observe (issue 5): EMF metrics, health file
     let stop = shutdown.child_token();
     let abort = CancellationToken::new();
     let fatal = FatalSlot::new(stop.clone(), abort.clone());
@@ -85,7 +86,9 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     drop(ctx); // the last sender: the acker flushes and ends
     summary.acks = acker.await.unwrap_or_default();
     tracing::info!(?summary, "worker stopped");
-    match fatal.take() {
+    let fatal_error = fatal.take();
+    observer.finish(fatal_error.as_ref()).await; // observe (issue 5): last metrics line, final health state
+    match fatal_error {
         Some(error) => Err(RunError::Fatal(error)),
         None => Ok(summary),
     }
@@ -118,6 +121,9 @@ async fn receive_loop(
             batch = &mut receive => batch,
         };
         reap(tasks, summary);
+        if let Ok(received) = &batch {
+            crate::metrics::global().received(received.len()); // observe (issue 5): loop progress
+        }
         match batch {
             Err(e) if e.action() == Action::Stop => return ctx.fatal.set(e),
             Err(e) => {
