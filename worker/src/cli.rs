@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{publish, setup};
+use crate::commands::{healthcheck, publish, setup};
 use crate::config::RunConfig;
 use crate::logging::LogFormat;
 use crate::{aws, run, shutdown};
@@ -25,11 +25,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Long-poll the queue, write events to DynamoDB, delete what finished (the ECS service).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create the table, the queue and its DLQ with redrive, idempotently (dev and test accounts).
     Setup(setup::SetupArgs),
     /// Send events from a JSONL file or stdin to the queue, in batches.
     Publish(publish::PublishArgs),
+    /// Exit 0 when the worker running in this container is healthy (the ECS container health check).
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 /// `run`'s flags, read as text and validated by [`RunConfig::from_args`] so
@@ -66,6 +68,18 @@ pub struct RunArgs {
     /// Exit 0 once the queue is empty and nothing is in flight (demos, batch jobs).
     #[arg(long, env = "WORKER_EXIT_WHEN_EMPTY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub exit_when_empty: Option<String>,
+    /// Health file for `healthcheck`, or `off` [default: /tmp/student-worker-health.json].
+    #[arg(long, env = "WORKER_HEALTH_FILE", value_name = "PATH")]
+    pub health_file: Option<String>,
+    /// Seconds without progress before `healthcheck` fails [default: 90, from the wait and visibility].
+    #[arg(long, env = "WORKER_HEALTH_MAX_AGE_SECONDS", value_name = "SECONDS")]
+    pub health_max_age_seconds: Option<String>,
+    /// EMF metrics line every this many seconds, 0 for none [default: 60].
+    #[arg(long, env = "WORKER_METRICS_INTERVAL_SECONDS", value_name = "SECONDS")]
+    pub metrics_interval_seconds: Option<String>,
+    /// CloudWatch namespace of the metrics [default: StudentWorker].
+    #[arg(long, env = "WORKER_METRICS_NAMESPACE", value_name = "NAMESPACE")]
+    pub metrics_namespace: Option<String>,
 }
 
 /// Runs the chosen subcommand.
@@ -73,6 +87,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let config = RunConfig::from_args(&args)?;
+            config.observe.preflight()?;
             let sdk = aws::load_sdk_config().await?;
             let clients = aws::Clients::for_worker(&sdk, &config);
             run::run(config, clients, shutdown::on_signals()).await?;
@@ -80,5 +95,6 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,
         Command::Publish(args) => publish::publish(&aws::load_sdk_config().await?, &args).await,
+        Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args)?),
     }
 }

@@ -134,6 +134,9 @@ impl Limiter {
             _ => {}
         }
         state.stats.current = state.limit;
+        if state.limit != old {
+            crate::metrics::global().set_concurrency(state.limit); // observe (issue 5)
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::cli::RunArgs;
+use crate::observe::ObserveConfig;
 
 /// SQS returns at most 10 messages per receive.
 pub const MAX_BATCH_SIZE: i32 = 10;
@@ -43,6 +44,8 @@ pub struct RunConfig {
     pub shutdown_grace_seconds: u64,
     /// Stop when the queue is empty and nothing is in flight (`WORKER_EXIT_WHEN_EMPTY`).
     pub exit_when_empty: bool,
+    /// EMF metrics and the health file (`WORKER_METRICS_*`, `WORKER_HEALTH_*`); off in [`RunConfig::new`].
+    pub observe: ObserveConfig,
 }
 
 /// A configuration value that stops start-up.
@@ -73,6 +76,7 @@ impl RunConfig {
             max_visibility_extension_seconds: DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS,
             shutdown_grace_seconds: 25,
             exit_when_empty: false,
+            observe: ObserveConfig::off(),
         }
     }
 
@@ -105,6 +109,7 @@ impl RunConfig {
         c.shutdown_grace_seconds =
             int(&args.shutdown_grace_seconds, "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown-grace-seconds", 0, 3600, 25)?;
         c.exit_when_empty = boolean(&args.exit_when_empty, "WORKER_EXIT_WHEN_EMPTY", "exit-when-empty")?;
+        c.observe = ObserveConfig::from_args(args, &c)?;
         Ok(c)
     }
 
@@ -187,7 +192,8 @@ fn check_table_name(name: &str) -> Result<(), ConfigError> {
     })
 }
 
-fn int<T>(
+/// An integer setting from `min` to `max`, `default` when unset.
+pub(crate) fn int<T>(
     value: &Option<String>,
     variable: &'static str,
     flag: &'static str,

@@ -58,7 +58,7 @@ impl DeadLetter {
         }
         send.send()
             .await
-            .map(|_| ())
+            .map(|_| crate::metrics::global().dlq_forwarded()) // observe (issue 5)
             .map_err(|e| AwsError::from_sdk(&e, "sqs:SendMessage", &format!("queue {dlq_url}"), &self.region))
     }
 

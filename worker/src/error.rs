@@ -87,6 +87,9 @@ impl AwsError {
             (None, SdkError::DispatchFailure(_)) if missing_credentials(err) => Kind::NoCredentials,
             _ => Kind::Transient,
         };
+        if code.as_deref().is_some_and(is_throttling) {
+            crate::metrics::global().throttled(); // observe (issue 5): every throttle the worker sees
+        }
         Self { kind, action, resource: resource.to_owned(), region: region.to_owned(), code, message }
     }
 
@@ -158,6 +161,24 @@ fn kind_of_code(code: &str) -> Kind {
         "ValidationException" => Kind::Rejected,
         _ => Kind::Transient,
     }
+}
+
+/// Throttling error codes (the SDK's own throttling classifier's list, plus
+/// SQS's query-protocol code).
+pub fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "TransactionInProgressException"
+            | "RequestLimitExceeded"
+            | "RequestThrottled"
+            | "AWS.SimpleQueueService.RequestThrottled"
+    )
 }
 
 /// DynamoDB's ValidationException for a key that does not fit the table

@@ -226,6 +226,7 @@ async fn finish(ctx: &Context, work: &Work, handled: Handled) {
     work.lease.finish().await;
     log_outcome(work, &handled);
     ctx.counts.add(handled.outcome);
+    crate::metrics::global().finished(handled.outcome, handled.attempts); // observe (issue 5)
     if let Some(ack) = handled.ack {
         // The acker outlives every processing task; a send error means it is gone.
         let _ = ctx.acks.send(ack);
@@ -240,7 +241,9 @@ async fn handle(ctx: &Context, work: &Work) -> Handled {
     if !decoded.unknown_fields.is_empty() {
         tracing::debug!(message_id = %work.message.message_id, count = decoded.unknown_fields.len(), fields = ?decoded.unknown_fields, "unknown fields ignored");
     }
+    let started = std::time::Instant::now(); // observe (issue 5): write latency
     let written = ctx.writer.write(&decoded.event, &work.lease).await;
+    crate::metrics::global().write_latency(started.elapsed()); // observe (issue 5)
     let attempts = written.attempts;
     let receipt = work.message.receipt_handle.clone();
     match written.result {

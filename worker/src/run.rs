@@ -78,6 +78,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         fifo = config.queue_url.ends_with(".fifo"),
         "worker starting"
     );
+    let observer = crate::observe::Observer::start(&config); // observe (issue 5): EMF metrics, health file
     let stop = shutdown.child_token();
     let abort = CancellationToken::new();
     let fatal = FatalSlot::new(stop.clone(), abort.clone());
@@ -112,7 +113,9 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     drop(ctx); // the last sender: the acker flushes and ends
     summary.acks = acker.await.unwrap_or_default();
     tracing::info!(?summary, "worker stopped");
-    match fatal.take() {
+    let fatal_error = fatal.take();
+    observer.finish(fatal_error.as_ref()).await; // observe (issue 5): last metrics line, final health state
+    match fatal_error {
         Some(error) => Err(RunError::Fatal(error)),
         None => Ok(summary),
     }
@@ -168,6 +171,9 @@ async fn receive_loop(
             }
         };
         reap(tasks, summary);
+        if let Ok(received) = &batch {
+            crate::metrics::global().received(received.len()); // observe (issue 5): loop progress
+        }
         match batch {
             Err(e) if e.action() == Action::Stop => return ctx.fatal.set(e),
             Err(e) => {

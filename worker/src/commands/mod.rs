@@ -1,4 +1,5 @@
 //! The subcommands besides `run`.
 
+pub mod healthcheck;
 pub mod publish;
 pub mod setup;

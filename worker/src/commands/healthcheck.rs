@@ -1,0 +1,40 @@
+//! `student-worker healthcheck`: the ECS container health check. Reads the
+//! health file the running worker keeps (see [`crate::health`]) and exits 0
+//! when its loop made progress recently and it is not in a fatal state, 1
+//! otherwise with the reason. Needs no shell, no AWS access and no worker
+//! configuration besides `WORKER_HEALTH_FILE`.
+
+use clap::Args;
+
+use crate::health::Verdict;
+use crate::observe::{self, OFF};
+
+/// `healthcheck`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The health file `run` writes (the same `WORKER_HEALTH_FILE`) [default: /tmp/student-worker-health.json].
+    #[arg(long, env = "WORKER_HEALTH_FILE", value_name = "PATH")]
+    pub health_file: Option<String>,
+}
+
+/// The worker is not healthy; the message says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unhealthy: {0}")]
+pub struct Unhealthy(pub String);
+
+/// Prints `healthy: …` and returns `Ok` when healthy.
+pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), Unhealthy> {
+    if args.health_file.as_deref().map(str::trim) == Some(OFF) {
+        return Err(Unhealthy(format!(
+            "WORKER_HEALTH_FILE is `{OFF}`: the worker keeps no health file to check; unset it (or name a path) for both run and healthcheck"
+        )));
+    }
+    let path = observe::health_file_or_default(args.health_file.as_deref());
+    match observe::check(&path) {
+        Verdict::Healthy(why) => {
+            println!("healthy: {why}");
+            Ok(())
+        }
+        Verdict::Unhealthy(why) => Err(Unhealthy(why)),
+    }
+}

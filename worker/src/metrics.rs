@@ -1,0 +1,370 @@
+//! The worker's metrics as CloudWatch Embedded Metric Format (EMF) lines:
+//! one JSON object a line on stdout, the stream the `awslogs` driver already
+//! ships, so CloudWatch extracts the metrics from the logs with no agent and
+//! no `cloudwatch:PutMetricData` permission.
+//!
+//! The pipeline records into one process-wide [`Metrics`] registry (lock-free
+//! counters, one line per hook, like the `metrics` facade's global recorder);
+//! [`Emitter`] turns the change since its last flush into one EMF document.
+//! Hand-written rather than `metrics_cloudwatch_embedded`: that crate keeps at
+//! most 100 raw histogram values between flushes and reports an error beyond
+//! them (a 60 s flush overflows at 2 writes/s), while here write latencies are
+//! a uniform sample of at most [`MAX_EMF_VALUES`] per flush.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use student_shared::Outcome;
+
+/// EMF allows at most 100 values for one metric in one document.
+pub const MAX_EMF_VALUES: usize = 100;
+/// The metric namespace unless `WORKER_METRICS_NAMESPACE` says otherwise.
+pub const DEFAULT_NAMESPACE: &str = "StudentWorker";
+/// The dimension every metric carries: the source queue's name.
+pub const DIMENSION: &str = "QueueName";
+
+/// Lock-free counters and gauges of one worker process.
+#[derive(Debug)]
+pub struct Metrics {
+    received: AtomicU64,
+    finished: AtomicU64,
+    outcomes: [AtomicU64; Outcome::ALL.len()],
+    retries: AtomicU64,
+    throttles: AtomicU64,
+    dlq_forwards: AtomicU64,
+    concurrency: AtomicU64,
+    /// Unix milliseconds of the last receive that completed or message that finished.
+    last_progress_ms: AtomicU64,
+    latencies: Mutex<Reservoir>,
+}
+
+static GLOBAL: Metrics = Metrics::new();
+
+/// The process-wide registry the pipeline records into (one worker per process).
+pub fn global() -> &'static Metrics {
+    &GLOBAL
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// An empty registry.
+    pub const fn new() -> Self {
+        Self {
+            received: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            outcomes: [const { AtomicU64::new(0) }; Outcome::ALL.len()],
+            retries: AtomicU64::new(0),
+            throttles: AtomicU64::new(0),
+            dlq_forwards: AtomicU64::new(0),
+            concurrency: AtomicU64::new(0),
+            last_progress_ms: AtomicU64::new(0),
+            latencies: Mutex::new(Reservoir::new()),
+        }
+    }
+
+    /// A receive completed with `count` messages (0 for an empty long poll):
+    /// the loop made progress.
+    pub fn received(&self, count: usize) {
+        self.received.fetch_add(count as u64, Ordering::Relaxed);
+        self.progress();
+    }
+
+    /// A message ended with `outcome` after `attempts` write attempts.
+    pub fn finished(&self, outcome: Outcome, attempts: u32) {
+        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        self.retries.fetch_add(u64::from(attempts.saturating_sub(1)), Ordering::Relaxed);
+        self.finished.fetch_add(1, Ordering::Relaxed);
+        self.progress();
+    }
+
+    /// AWS answered with a throttling error.
+    pub fn throttled(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A message was forwarded to the DLQ.
+    pub fn dlq_forwarded(&self) {
+        self.dlq_forwards.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One event took `elapsed` to apply, retries included.
+    pub fn write_latency(&self, elapsed: Duration) {
+        if let Ok(mut reservoir) = self.latencies.lock() {
+            reservoir.offer(elapsed.as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// The concurrency limit in force: `WORKER_CONCURRENCY` at start, then
+    /// whatever an adaptive limiter sets whenever it moves the limit.
+    pub fn set_concurrency(&self, limit: usize) {
+        self.concurrency.store(limit as u64, Ordering::Relaxed);
+    }
+
+    /// Marks the loop as alive now (also done by [`received`](Self::received)
+    /// and [`finished`](Self::finished)).
+    pub fn progress(&self) {
+        self.last_progress_ms.store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+    }
+
+    /// Unix milliseconds of the last progress (0: none yet).
+    pub fn last_progress_ms(&self) -> u64 {
+        self.last_progress_ms.load(Ordering::Relaxed)
+    }
+
+    fn totals(&self) -> Totals {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Totals {
+            received: load(&self.received),
+            finished: load(&self.finished),
+            outcomes: std::array::from_fn(|i| load(&self.outcomes[i])),
+            retries: load(&self.retries),
+            throttles: load(&self.throttles),
+            dlq_forwards: load(&self.dlq_forwards),
+        }
+    }
+
+    fn take_latencies(&self) -> Vec<f64> {
+        self.latencies.lock().map(|mut r| r.take()).unwrap_or_default()
+    }
+}
+
+/// Monotonic totals; a flush reports the difference from the previous one.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    received: u64,
+    finished: u64,
+    outcomes: [u64; Outcome::ALL.len()],
+    retries: u64,
+    throttles: u64,
+    dlq_forwards: u64,
+}
+
+/// A uniform random sample (Vitter's algorithm R) of at most
+/// [`MAX_EMF_VALUES`] latencies, so percentiles stay honest under load.
+#[derive(Debug)]
+struct Reservoir {
+    seen: u64,
+    samples: Vec<f64>,
+    rng: u64,
+}
+
+impl Reservoir {
+    const fn new() -> Self {
+        Self { seen: 0, samples: Vec::new(), rng: 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    fn offer(&mut self, value: f64) {
+        self.seen += 1;
+        if self.samples.len() < MAX_EMF_VALUES {
+            self.samples.push(value);
+            return;
+        }
+        let slot = self.next_random() % self.seen;
+        if let Some(kept) = usize::try_from(slot).ok().and_then(|i| self.samples.get_mut(i)) {
+            *kept = value;
+        }
+    }
+
+    fn take(&mut self) -> Vec<f64> {
+        self.seen = 0;
+        std::mem::take(&mut self.samples)
+    }
+
+    /// splitmix64: sampling needs spread, not secrecy, and no extra crate.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Turns the registry's change since the previous flush into EMF documents.
+#[derive(Debug)]
+pub struct Emitter<'a> {
+    metrics: &'a Metrics,
+    namespace: String,
+    queue_name: String,
+    previous: Totals,
+}
+
+impl<'a> Emitter<'a> {
+    /// An emitter whose first document counts what is recorded from now on.
+    pub fn new(metrics: &'a Metrics, namespace: &str, queue_url: &str) -> Self {
+        let previous = metrics.totals();
+        Self { metrics, namespace: namespace.to_owned(), queue_name: queue_name(queue_url), previous }
+    }
+
+    /// The EMF document for the interval since the previous call.
+    pub fn document(&mut self, now: SystemTime) -> Value {
+        let totals = self.metrics.totals();
+        let previous = std::mem::replace(&mut self.previous, totals);
+        let mut values: Vec<(&str, &str, Value)> =
+            vec![("MessagesReceived", "Count", json!(totals.received - previous.received))];
+        for outcome in Outcome::ALL {
+            let i = outcome as usize;
+            values.push((outcome_metric(outcome), "Count", json!(totals.outcomes[i] - previous.outcomes[i])));
+        }
+        values.extend([
+            ("WriteRetries", "Count", json!(totals.retries - previous.retries)),
+            ("Throttles", "Count", json!(totals.throttles - previous.throttles)),
+            ("DlqForwards", "Count", json!(totals.dlq_forwards - previous.dlq_forwards)),
+            ("MessagesInFlight", "Count", json!(totals.received.saturating_sub(totals.finished))),
+            ("ConcurrencyLevel", "Count", json!(self.metrics.concurrency.load(Ordering::Relaxed))),
+        ]);
+        let latencies = self.metrics.take_latencies();
+        if !latencies.is_empty() {
+            values.push(("WriteLatency", "Milliseconds", json!(latencies)));
+        }
+        self.render(now, values)
+    }
+
+    fn render(&self, now: SystemTime, values: Vec<(&str, &str, Value)>) -> Value {
+        let definitions: Vec<Value> =
+            values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
+        let mut document = Map::new();
+        document.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": unix_ms(now),
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [[DIMENSION]],
+                    "Metrics": definitions,
+                }],
+            }),
+        );
+        document.insert(DIMENSION.into(), json!(self.queue_name));
+        // A plain field too, so Logs Insights can find these lines: `filter message = "metrics"`.
+        document.insert("message".into(), json!("metrics"));
+        for (name, _, value) in values {
+            document.insert(name.into(), value);
+        }
+        Value::Object(document)
+    }
+
+    /// Writes one document as one line (a single write, so it never
+    /// interleaves with log lines from other threads).
+    pub fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        let mut line = self.document(SystemTime::now()).to_string();
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+        out.flush()
+    }
+}
+
+/// The metric name of an outcome's count, e.g. `MessagesApplied`.
+pub fn outcome_metric(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Applied => "MessagesApplied",
+        Outcome::Duplicate => "MessagesDuplicate",
+        Outcome::Stale => "MessagesStale",
+        Outcome::Deferred => "MessagesDeferred",
+        Outcome::Invalid => "MessagesInvalid",
+        Outcome::Retry => "MessagesRetry",
+        Outcome::Released => "MessagesReleased",
+    }
+}
+
+/// The last path segment of a queue URL: `.../123456789012/students` → `students`.
+pub fn queue_name(queue_url: &str) -> String {
+    queue_url.trim_end_matches('/').rsplit('/').next().unwrap_or(queue_url).to_owned()
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metric_names(document: &Value) -> Vec<String> {
+        document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .expect("Metrics")
+            .iter()
+            .map(|m| m["Name"].as_str().expect("Name").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn a_document_reports_the_change_since_the_last_flush() {
+        let metrics = Metrics::new();
+        metrics.set_concurrency(32);
+        let mut emitter = Emitter::new(&metrics, "Test", "http://127.0.0.1:1/123456789012/students");
+        metrics.received(3);
+        metrics.finished(Outcome::Applied, 1);
+        metrics.finished(Outcome::Invalid, 3);
+        metrics.throttled();
+        metrics.dlq_forwarded();
+        metrics.write_latency(Duration::from_millis(12));
+        let first = emitter.document(UNIX_EPOCH + Duration::from_secs(10));
+        assert_eq!(first["_aws"]["Timestamp"], 10_000);
+        assert_eq!(first["_aws"]["CloudWatchMetrics"][0]["Namespace"], "Test");
+        assert_eq!(first["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["QueueName"]]));
+        assert_eq!(first["QueueName"], "students");
+        for (name, value) in [
+            ("MessagesReceived", 3),
+            ("MessagesApplied", 1),
+            ("MessagesInvalid", 1),
+            ("MessagesStale", 0),
+            ("WriteRetries", 2),
+            ("Throttles", 1),
+            ("DlqForwards", 1),
+            ("MessagesInFlight", 1),
+            ("ConcurrencyLevel", 32),
+        ] {
+            assert_eq!(first[name], value, "{name}");
+        }
+        assert_eq!(first["WriteLatency"], json!([12.0]));
+        for name in metric_names(&first) {
+            assert!(first.get(&name).is_some(), "{name} is declared but has no value");
+        }
+
+        metrics.finished(Outcome::Applied, 1);
+        let second = emitter.document(SystemTime::now());
+        assert_eq!(second["MessagesApplied"], 1, "a delta, not a total");
+        assert_eq!(second["MessagesReceived"], 0);
+        assert_eq!(second["MessagesInFlight"], 0, "a gauge: received minus finished");
+        assert!(second.get("WriteLatency").is_none(), "no latency sample: no WriteLatency");
+        assert!(!metric_names(&second).contains(&"WriteLatency".to_owned()));
+    }
+
+    #[test]
+    fn latencies_are_a_bounded_uniform_sample() {
+        let metrics = Metrics::new();
+        for ms in 0..10_000u64 {
+            metrics.write_latency(Duration::from_millis(ms));
+        }
+        let sample = metrics.take_latencies();
+        assert_eq!(sample.len(), MAX_EMF_VALUES);
+        // A uniform sample of 0..10000 has values from both halves.
+        assert!(sample.iter().any(|&v| v < 5000.0) && sample.iter().any(|&v| v >= 5000.0), "{sample:?}");
+        assert!(metrics.take_latencies().is_empty(), "taking empties the reservoir");
+    }
+
+    #[test]
+    fn a_flush_is_one_json_line() {
+        let metrics = Metrics::new();
+        let mut out = Vec::new();
+        Emitter::new(&metrics, DEFAULT_NAMESPACE, "https://sqs.ap-northeast-2.amazonaws.com/1/q")
+            .flush(&mut out)
+            .expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text.lines().count(), 1);
+        assert!(text.ends_with('\n'));
+        let parsed: Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(parsed["QueueName"], "q");
+    }
+}
