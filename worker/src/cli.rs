@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{publish, setup};
+use crate::commands::{dlq, doctor, publish, setup};
 use crate::config::RunConfig;
 use crate::logging::LogFormat;
 use crate::{aws, run, shutdown};
@@ -30,6 +30,10 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Send events from a JSONL file or stdin to the queue, in batches.
     Publish(publish::PublishArgs),
+    /// Check region, credentials, table, queue, redrive and permissions; print cause and fix per failure.
+    Doctor(doctor::DoctorArgs),
+    /// Inspect the dead-letter queue and replay its messages to the source queue.
+    Dlq(dlq::DlqArgs),
 }
 
 /// `run`'s flags, read as text and validated by [`RunConfig::from_args`] so
@@ -71,11 +75,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = RunConfig::from_args(&args)?;
             let sdk = aws::load_sdk_config().await?;
+            // The fatal subset of `doctor`, before the first receive.
+            doctor::preflight(&sdk, &config).await?;
             let clients = aws::Clients::for_worker(&sdk, &config);
             run::run(config, clients, shutdown::on_signals()).await?;
             Ok(())
         }
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,
         Command::Publish(args) => publish::publish(&aws::load_sdk_config().await?, &args).await,
+        Command::Doctor(args) => doctor::doctor(&args).await,
+        Command::Dlq(args) => dlq::dlq(&aws::load_sdk_config().await?, &args).await,
     }
 }

@@ -1,4 +1,6 @@
 //! The subcommands besides `run`.
 
+pub mod dlq;
+pub mod doctor;
 pub mod publish;
 pub mod setup;
