@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{healthcheck, publish, setup};
+use crate::commands::{dlq, doctor, healthcheck, publish, setup};
 use crate::config::RunConfig;
 use crate::logging::LogFormat;
 use crate::{aws, run, shutdown};
@@ -32,6 +32,10 @@ pub enum Command {
     Publish(publish::PublishArgs),
     /// Exit 0 when the worker running in this container is healthy (the ECS container health check).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// Check region, credentials, table, queue, redrive and permissions; print cause and fix per failure.
+    Doctor(doctor::DoctorArgs),
+    /// Inspect the dead-letter queue and replay its messages to the source queue.
+    Dlq(dlq::DlqArgs),
 }
 
 /// `run`'s flags, read as text and validated by [`RunConfig::from_args`] so
@@ -89,6 +93,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             let config = RunConfig::from_args(&args)?;
             config.observe.preflight()?;
             let sdk = aws::load_sdk_config().await?;
+            // The fatal subset of `doctor`, before the first receive.
+            doctor::preflight(&sdk, &config).await?;
             let clients = aws::Clients::for_worker(&sdk, &config);
             run::run(config, clients, shutdown::on_signals()).await?;
             Ok(())
@@ -96,5 +102,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,
         Command::Publish(args) => publish::publish(&aws::load_sdk_config().await?, &args).await,
         Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args)?),
+        Command::Doctor(args) => doctor::doctor(&args).await,
+        Command::Dlq(args) => dlq::dlq(&aws::load_sdk_config().await?, &args).await,
     }
 }

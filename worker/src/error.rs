@@ -93,6 +93,20 @@ impl AwsError {
         Self { kind, action, resource: resource.to_owned(), region: region.to_owned(), code, message }
     }
 
+    /// Classifies a failure to obtain credentials from the provider chain
+    /// (asked directly, before any call: `doctor` and `run`'s pre-flight).
+    pub fn from_credentials(err: &CredentialsError, action: &'static str, region: &str) -> Self {
+        let kind = if missing_credentials(err) { Kind::NoCredentials } else { Kind::Transient };
+        Self {
+            kind,
+            action,
+            resource: "the default credential chain".to_owned(),
+            region: region.to_owned(),
+            code: None,
+            message: chain(err),
+        }
+    }
+
     /// Retry, dead-letter or stop.
     pub fn action(&self) -> Action {
         self.kind.action()
@@ -186,7 +200,10 @@ pub fn is_throttling(code: &str) -> bool {
 /// StudentID in the item", ...) is a setup problem, not a bad item.
 fn names_the_key(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("key element") || m.contains("missing the key") || m.contains("key schema")
+    m.contains("key element")
+        || m.contains("missing the key")
+        || m.contains("key schema")
+        || m.contains("type mismatch for key")
 }
 
 /// Identity resolution fails before the request is sent: the SDK reports it
@@ -231,6 +248,7 @@ mod tests {
         assert!(THROTTLING_CODES.iter().all(|c| kind_of_code(c) == Kind::Transient));
         assert!(names_the_key("One or more parameter values were invalid: Missing the key id in the item"));
         assert!(names_the_key("The provided key element does not match the schema"));
+        assert!(names_the_key("Type mismatch for key StudentID expected: N actual: S"));
         assert!(!names_the_key("Item size has exceeded the maximum allowed size"));
     }
 

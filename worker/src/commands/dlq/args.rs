@@ -1,0 +1,95 @@
+//! `student-worker dlq`'s command line: `stats`, `peek`, `replay`.
+
+use clap::{Args, Subcommand};
+
+/// `dlq`'s flags.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    /// The dead-letter queue.
+    #[arg(long, env = "SQS_DLQ_URL", value_name = "URL", global = true)]
+    pub dlq_url: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// The operator's DLQ tools.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// Approximate counts in the DLQ and its source queue(s), and the oldest dead letter's age.
+    Stats(StatsArgs),
+    /// Show dead letters (ErrorCode, ErrorMessage, receive count, body) without losing them.
+    Peek(PeekArgs),
+    /// Move dead letters back to the source queue: send first, delete second.
+    Replay(ReplayArgs),
+}
+
+/// `dlq stats`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Source queue to count too [default: the queues whose redrive policy points at the DLQ].
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
+    pub queue_url: Option<String>,
+    /// Look at up to this many dead letters to find the oldest.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub scan: u64,
+    /// Print one JSON object, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dlq peek`.
+#[derive(Debug, Clone, Args)]
+pub struct PeekArgs {
+    /// Show at most this many dead letters.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max: u64,
+    /// One JSON object a line, for scripts.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dlq replay`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ReplayArgs {
+    /// Queue to move messages to [default: the queue whose redrive policy points at the DLQ].
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Move at most this many messages.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max: Option<u64>,
+    /// Send at most this many messages a second, e.g. `5/s` or `0.5`.
+    #[arg(long, value_name = "N/s", value_parser = parse_rate)]
+    pub rate: Option<f64>,
+    /// Only messages whose `ErrorCode` attribute is this, e.g. `ItemRejected`.
+    #[arg(long, value_name = "CODE")]
+    pub error_code: Option<String>,
+    /// Only messages whose body's `studentId` is this.
+    #[arg(long, value_name = "ID")]
+    pub student_id: Option<String>,
+    /// Move nothing; print what would move.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `5`, `5/s` or `0.5/s`: a positive rate per second.
+pub fn parse_rate(raw: &str) -> Result<f64, String> {
+    let number = raw.trim().strip_suffix("/s").unwrap_or(raw.trim());
+    match number.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{raw:?} is not a rate; expected messages per second like 5/s or 0.5")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_with_or_without_per_second() {
+        assert_eq!(parse_rate("5/s"), Ok(5.0));
+        assert_eq!(parse_rate("0.5"), Ok(0.5));
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+}

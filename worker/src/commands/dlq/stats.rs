@@ -1,0 +1,86 @@
+//! `dlq stats`: approximate counts of the DLQ and its source queue(s), and
+//! the age of the oldest dead letter. SQS keeps no "oldest message" attribute
+//! (CloudWatch has it as a metric), so the DLQ is scanned: each message is
+//! looked at (which counts one receive on the DLQ) and released at once.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use super::error::DlqError;
+use super::letter::{Counts, Queue};
+
+/// Seconds a scanned message stays hidden while the scan goes on.
+const SCAN_HOLD_SECONDS: i32 = 60;
+
+/// Prints the counts and the oldest dead letter's age.
+pub async fn stats(dlq: &Queue, sources: &[Queue], scan_limit: u64, json_out: bool) -> Result<(), DlqError> {
+    let dlq_counts = dlq.counts().await?;
+    let mut source_counts = Vec::new();
+    for q in sources {
+        source_counts.push((q.url.clone(), q.counts().await?));
+    }
+    let scan = dlq.scan(usize::try_from(scan_limit).unwrap_or(usize::MAX), SCAN_HOLD_SECONDS).await;
+    if let Ok(s) = &scan {
+        dlq.release(&s.handles).await;
+    }
+    let scan = scan?;
+    let oldest_ms = scan.letters.iter().filter_map(|l| l.sent_at_ms).min();
+    let age_seconds = oldest_ms.map(|sent| (now_ms() - sent).max(0) / 1000);
+    let complete = u64::try_from(scan.letters.len()).unwrap_or(u64::MAX) < scan_limit;
+    if json_out {
+        let sources: Vec<_> = source_counts.iter().map(|(url, c)| json!({ "url": url, "counts": c })).collect();
+        let out = json!({
+            "dlq": { "url": dlq.url, "counts": dlq_counts },
+            "sources": sources,
+            "oldest_age_seconds": age_seconds,
+            "oldest_sent_at_ms": oldest_ms,
+            "scanned": scan.letters.len(),
+            "scan_complete": complete,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!("dlq    {}: {}", dlq.url, counts_text(dlq_counts));
+    for (url, c) in &source_counts {
+        println!("source {url}: {}", counts_text(*c));
+    }
+    let seen = if complete { "all".to_owned() } else { format!("the first {}", scan.letters.len()) };
+    match age_seconds {
+        Some(age) => println!("oldest dead letter: {} old (of {seen} messages looked at)", human_age(age)),
+        None => println!("oldest dead letter: none (the DLQ has no visible message)"),
+    }
+    Ok(())
+}
+
+fn counts_text(c: Counts) -> String {
+    format!("{} visible, {} in flight, {} delayed (approximate)", c.visible, c.in_flight, c.delayed)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+pub fn human_age(seconds: i64) -> String {
+    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_age;
+
+    #[test]
+    fn ages_read_like_people_say_them() {
+        assert_eq!(human_age(12), "12s");
+        assert_eq!(human_age(250), "4m 10s");
+        assert_eq!(human_age(7500), "2h 5m");
+        assert_eq!(human_age(3 * 86_400 + 4 * 3600 + 5), "3d 4h");
+    }
+}

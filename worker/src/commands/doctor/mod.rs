@@ -1,0 +1,12 @@
+//! `student-worker doctor` and `run`'s pre-flight: the setup guide's
+//! checklist (region, credentials, table and key, queue and redrive,
+//! visibility, permissions) with a cause and a fix for every failure.
+
+mod command;
+pub mod explain;
+pub mod identity;
+pub mod probes;
+pub mod report;
+pub mod resources;
+
+pub use command::{DoctorArgs, DoctorFailed, PreflightError, diagnose, doctor, preflight};
