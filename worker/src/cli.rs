@@ -33,7 +33,7 @@ pub enum Command {
     /// Exit 0 when the worker running in this container is healthy (the ECS container health check).
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Check region, credentials, table, queue, redrive and permissions; print cause and fix per failure.
-    Doctor(doctor::DoctorArgs),
+    Doctor(Box<doctor::DoctorArgs>),
     /// Inspect the dead-letter queue and replay its messages to the source queue.
     Dlq(dlq::DlqArgs),
 }
