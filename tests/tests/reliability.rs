@@ -186,3 +186,24 @@ async fn throttling_lowers_the_write_concurrency_and_successes_raise_it_again() 
     assert!(w.dead_letters().await.is_empty());
     assert_eq!(w.queue_counts().await, (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn released_messages_are_not_hidden_again_by_the_heartbeat() {
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    // Writes slower than an attempt may take, so none ends: the heartbeat
+    // extends every message (due 2 s after the receive) before the stop at
+    // 4 s releases them.
+    proxy.inject(FaultRule::new("PutItem", Fault::Latency(Duration::from_secs(6))));
+    let bodies: Vec<String> = (1..=3).map(|i| upsert(&format!("r{i}"), 1, i)).collect();
+    w.send(&bodies).await;
+    let mut config = w.config();
+    config.visibility_timeout_seconds = 15;
+    config.exit_when_empty = false;
+    config.shutdown_grace_seconds = 0;
+    let summary = w.run_stopped_after(&proxy.endpoint, config, Duration::from_secs(4)).await.expect("run");
+    assert!(summary.heartbeat.extended >= 1, "{summary:?}");
+    assert_eq!(summary.outcomes["released"], 3, "{summary:?}");
+    // Released means visible now, not after another visibility timeout.
+    assert_eq!(w.queue_counts().await, (3, 0), "a released message was hidden again: {summary:?}");
+}

@@ -24,6 +24,10 @@ use crate::process::FatalSlot;
 
 /// How often the heartbeat looks for messages to extend.
 pub const TICK: Duration = Duration::from_secs(1);
+/// An extension call may take this long; the messages it holds wait for it
+/// before they can be deleted or released, so a hanging call must not hold
+/// them (or the shutdown) for the SQS client's whole retry budget.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Extend once no more than this much visibility is left (or half the
 /// visibility timeout, if larger): the deadline margin, one write attempt and
 /// a few ticks, so a retrying write never runs out of time while the
@@ -225,7 +229,15 @@ impl Beater {
         // is after this: our view of the deadline is never later than SQS's.
         let sent_at = Instant::now();
         let call = self.target.sqs.change_message_visibility_batch().queue_url(&self.target.queue_url);
-        match call.set_entries(Some(entries)).send().await {
+        let Ok(answer) = tokio::time::timeout(CALL_TIMEOUT, call.set_entries(Some(entries)).send()).await else {
+            // Maybe applied, maybe not: the deadline stays where it was (safe).
+            // At worst SQS applies it after a release and the message comes
+            // back one visibility timeout later: late, never lost.
+            tracing::warn!(messages = held.len(), "visibility extension timed out: the messages keep their deadlines");
+            self.stats.failed += held.len() as u64;
+            return;
+        };
+        match answer {
             Ok(out) => {
                 for ok in &out.successful {
                     if let Some((lease, _, seconds)) = ok.id.parse::<usize>().ok().and_then(|i| held.get(i)) {
