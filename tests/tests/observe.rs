@@ -8,6 +8,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
 use student_worker_tests::world::{World, worker_binary};
 
 /// Generous bound for conditions on a loaded 2-core machine (not a timing target).
@@ -214,5 +215,30 @@ async fn the_worker_writes_emf_metrics_to_stdout_that_add_up_to_its_outcomes() {
     assert_eq!(last["ConcurrencyLevel"], 32);
     let latencies: usize = documents.iter().filter_map(|d| d["WriteLatency"].as_array()).map(Vec::len).sum();
     assert_eq!(latencies, 3, "one write latency per decodable message");
+    let _ = std::fs::remove_file(health);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttles_and_write_retries_are_counted_as_they_happen() {
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    proxy.inject(FaultRule::new("PutItem", Fault::Throttle).times(3));
+    w.send(&[r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#
+        .to_owned()])
+        .await;
+    let health = health_file("metrics-throttles");
+    let out = worker(&w, &health)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("WORKER_EXIT_WHEN_EMPTY", "true")
+        .env("WORKER_METRICS_INTERVAL_SECONDS", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(proxy.faults_injected("PutItem"), 3);
+    let documents = emf_documents(&out.stdout);
+    assert_eq!(sum(&documents, "Throttles"), 3, "DynamoDB has no SDK retries: the worker sees each throttle");
+    assert_eq!(sum(&documents, "WriteRetries"), 3);
+    assert_eq!(sum(&documents, "MessagesApplied"), 1);
     let _ = std::fs::remove_file(health);
 }
