@@ -91,12 +91,14 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             let config = RunConfig::from_args(&args)?;
+            // Signals first: once the health file says healthy, ECS may stop the task.
+            let shutdown = shutdown::on_signals();
             config.observe.preflight()?;
             let sdk = aws::load_sdk_config().await?;
             // The fatal subset of `doctor`, before the first receive.
             doctor::preflight(&sdk, &config).await?;
             let clients = aws::Clients::for_worker(&sdk, &config);
-            run::run(config, clients, shutdown::on_signals()).await?;
+            run::run(config, clients, shutdown).await?;
             Ok(())
         }
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,
