@@ -121,6 +121,8 @@ def run_once(command, env, endpoint, messages, latency_ms, throttle_rate):
         "first_receive_ms": (stats["first_receive_unix"] - spawned) * 1000,
         "wall_seconds": wall,
         "throttled": stats["throttled"],
+        # Little's law: time writes spent at the endpoint over the run's length.
+        "writes_in_flight": stats["write_busy_seconds"] / stats["elapsed_seconds"] if messages else 0.0,
         "deliveries": stats["deliveries"],
     }
 
@@ -176,14 +178,16 @@ def report(args, results, startup, started_load):
         lines.append(f"start-up and exit on an empty queue, {impl}: {median(rs, 'cpu_seconds') * 1000:.0f} ms CPU, "
                      f"peak RSS {median(rs, 'peak_rss_mb'):.1f} MB, first receive after {median(rs, 'first_receive_ms'):.0f} ms")
     lines += ["", "| implementation | added latency | messages | messages/s | bound c/latency | share of bound | "
-              "CPU µs/msg | CPU µs/msg net of start-up | peak RSS MB | API calls/msg | first receive ms |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "writes in flight (mean) | CPU µs/msg | CPU µs/msg net of start-up | peak RSS MB | API calls/msg | "
+              "first receive ms |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (impl, latency), rs in results.items():
         bound = c / (latency / 1000) if latency else None
         rate = median(rs, "rate")
         lines.append(
             f"| {impl} | {latency} ms | {rs[0]['messages']:,} | {fmt(rate)} | {fmt(bound) if bound else '(CPU-bound)'} | "
-            f"{f'{rate / bound:.0%}' if bound else '-'} | {fmt(median(rs, 'cpu_us_per_message'))} | "
+            f"{f'{rate / bound:.0%}' if bound else '-'} | {median(rs, 'writes_in_flight'):.1f} | "
+            f"{fmt(median(rs, 'cpu_us_per_message'))} | "
             f"{fmt(median(rs, 'net_cpu_us_per_message'))} | "
             f"{fmt(median(rs, 'peak_rss_mb'), 1)} | {median(rs, 'calls_per_message'):.3f} | "
             f"{fmt(median(rs, 'first_receive_ms'))} |")
