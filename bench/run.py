@@ -49,6 +49,7 @@ def parse_args():
     p.add_argument("--throttle-rate", type=float, default=0.0, help="share of writes throttled")
     p.add_argument("--concurrency", type=int, default=CONCURRENCY)
     p.add_argument("--no-baseline", action="store_true", help="run the worker only")
+    p.add_argument("--worker", help="another student-worker binary to measure (default: target/release/student-worker)")
     p.add_argument("--quick", action="store_true", help="1 repetition, small runs (a smoke test, not a measurement)")
     p.add_argument("--json", help="also write the raw results to this file")
     args = p.parse_args()
@@ -121,6 +122,10 @@ def run_once(command, env, endpoint, messages, latency_ms, throttle_rate):
         "first_receive_ms": (stats["first_receive_unix"] - spawned) * 1000,
         "wall_seconds": wall,
         "throttled": stats["throttled"],
+        # Little's law: time writes spent at the endpoint over the run's length.
+        "writes_in_flight": stats["write_busy_seconds"] / stats["elapsed_seconds"] if messages else 0.0,
+        # What a "5 ms" write really took at the endpoint (timer resolution, scheduling).
+        "write_ms": stats["write_busy_seconds"] * 1000 / max(calls.get("PutItem", 0) + calls.get("UpdateItem", 0), 1),
         "deliveries": stats["deliveries"],
     }
 
@@ -176,14 +181,17 @@ def report(args, results, startup, started_load):
         lines.append(f"start-up and exit on an empty queue, {impl}: {median(rs, 'cpu_seconds') * 1000:.0f} ms CPU, "
                      f"peak RSS {median(rs, 'peak_rss_mb'):.1f} MB, first receive after {median(rs, 'first_receive_ms'):.0f} ms")
     lines += ["", "| implementation | added latency | messages | messages/s | bound c/latency | share of bound | "
-              "CPU µs/msg | CPU µs/msg net of start-up | peak RSS MB | API calls/msg | first receive ms |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "write time at endpoint ms | writes in flight (mean) | CPU µs/msg | CPU µs/msg net of start-up | peak RSS MB | API calls/msg | "
+              "first receive ms |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (impl, latency), rs in results.items():
         bound = c / (latency / 1000) if latency else None
         rate = median(rs, "rate")
         lines.append(
             f"| {impl} | {latency} ms | {rs[0]['messages']:,} | {fmt(rate)} | {fmt(bound) if bound else '(CPU-bound)'} | "
-            f"{f'{rate / bound:.0%}' if bound else '-'} | {fmt(median(rs, 'cpu_us_per_message'))} | "
+            f"{f'{rate / bound:.0%}' if bound else '-'} | {median(rs, 'write_ms'):.2f} | "
+            f"{median(rs, 'writes_in_flight'):.1f} | "
+            f"{fmt(median(rs, 'cpu_us_per_message'))} | "
             f"{fmt(median(rs, 'net_cpu_us_per_message'))} | "
             f"{fmt(median(rs, 'peak_rss_mb'), 1)} | {median(rs, 'calls_per_message'):.3f} | "
             f"{fmt(median(rs, 'first_receive_ms'))} |")
@@ -223,8 +231,11 @@ def targets(args, results):
     if 5 in worker:
         bound = args.concurrency / 0.005
         share = median(worker[5], "rate") / bound
+        measured = args.concurrency / (median(worker[5], "write_ms") / 1000)
         check("5 ms: >= 90 % of concurrency/latency", share >= TARGET_SHARE_OF_BOUND,
-              f"{share:.0%} ({fmt(median(worker[5], 'rate'))} of {fmt(bound)} msg/s)")
+              f"{share:.0%} ({fmt(median(worker[5], 'rate'))} of {fmt(bound)} msg/s; "
+              f"{median(worker[5], 'rate') / measured:.0%} of concurrency / the write time the endpoint really took, "
+              f"{fmt(measured)} msg/s)")
     worst_calls = max(median(rs, "calls_per_message") for rs in worker.values())
     check("API calls per message <= 1.25", worst_calls <= TARGET_CALLS_PER_MESSAGE, f"worst {worst_calls:.3f}")
     for lat, rs in worker.items():
@@ -246,7 +257,7 @@ def main():
     root = args.root
     endpoint = Endpoint(os.path.join(root, "target/release/bench-endpoint"))
     env = child_env(endpoint.url, args.concurrency)
-    worker = [os.path.join(root, "target/release/student-worker"), "run"]
+    worker = [args.worker or os.path.join(root, "target/release/student-worker"), "run"]
     baseline = [sys.executable, os.path.join(root, "bench/baseline.py")]
     started_load = loadavg()
     results, startup = {}, {}

@@ -130,11 +130,13 @@ type Receiving = JoinSet<(OwnedSemaphorePermit, Result<Vec<Received>, AwsError>)
 
 /// Keeps the pipe full: several receives under way at once while earlier
 /// messages are written, so a receive's round trip is not paid by every
-/// batch. Two limits: `concurrency` messages are written at once, and at
-/// most `concurrency` more are held received ahead of them (their deadlines
-/// run from the receive, so waiting is safe). After an empty receive, one
-/// receive at a time until messages come back (an idle worker keeps a
-/// single long poll open).
+/// batch. Limits: `concurrency` messages are written at once; receives under
+/// way bring up to twice that (a receive round trip is often longer than a
+/// write's), and the messages they bring may wait for a write slot (their
+/// deadlines run from the receive, so waiting is safe), but no new receive
+/// starts while that many are waiting. After an empty receive, one receive
+/// at a time until messages come back (an idle worker keeps a single long
+/// poll open).
 async fn receive_loop(
     config: &RunConfig,
     poller: &Poller,
@@ -146,9 +148,10 @@ async fn receive_loop(
 ) {
     let grouping = Grouping::for_queue(&config.queue_url);
     let writing = Arc::new(Semaphore::new(config.concurrency));
-    let held = Arc::new(Semaphore::new(config.concurrency.saturating_mul(2)));
     let per_receive = config.concurrency.min(usize::try_from(config.batch_size).unwrap_or(1));
-    let most_receives = config.concurrency.div_ceil(per_receive).clamp(1, MAX_RECEIVES_IN_FLIGHT);
+    let most_receives = config.concurrency.saturating_mul(2).div_ceil(per_receive).clamp(1, MAX_RECEIVES_IN_FLIGHT);
+    // Messages held (being received, waiting or written).
+    let held = Arc::new(Semaphore::new(config.concurrency + most_receives * per_receive));
     let mut receives = Receiving::new();
     let mut idle = false;
     let mut failures = 0;

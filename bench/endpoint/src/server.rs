@@ -80,6 +80,9 @@ struct Shared {
     /// Wakes long polls when messages become visible or the queue is finished.
     wake: Notify,
     writes: AtomicU64,
+    /// Time writes spent here, arrival to answer, summed (nanoseconds): over
+    /// the run's length it is the mean number of writes in flight.
+    write_busy_nanos: AtomicU64,
 }
 
 impl Shared {
@@ -115,6 +118,7 @@ impl Endpoint {
             state: Mutex::new(State { settings, queue: Queue::new(settings.messages), stats: Stats::default() }),
             wake: Notify::new(),
             writes: AtomicU64::new(0),
+            write_busy_nanos: AtomicU64::new(0),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, accept })
@@ -129,7 +133,7 @@ impl Endpoint {
     /// The counters of the current run, as `GET /stats` shows them.
     #[must_use]
     pub fn stats(&self) -> Value {
-        stats_json(&mut self.shared.lock())
+        stats_json(&mut self.shared.lock(), self.shared.write_busy_nanos.load(Ordering::Relaxed))
     }
 
     /// Starts a new run with `settings`: a full queue, zeroed counters.
@@ -160,6 +164,7 @@ fn reset(shared: &Shared, settings: Settings) {
         *state = State { settings, queue: Queue::new(settings.messages), stats: Stats::default() };
     }
     shared.writes.store(0, Ordering::Relaxed);
+    shared.write_busy_nanos.store(0, Ordering::Relaxed);
     shared.wake.notify_waiters();
 }
 
@@ -171,7 +176,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     Ok(match (target, &method, path.as_str()) {
         (Some(target), &Method::POST, _) => aws_call(&shared, &target, &body).await,
-        (None, &Method::GET, "/stats") => respond(StatusCode::OK, &stats_json(&mut shared.lock())),
+        (None, &Method::GET, "/stats") => {
+            respond(StatusCode::OK, &stats_json(&mut shared.lock(), shared.write_busy_nanos.load(Ordering::Relaxed)))
+        }
         (None, &Method::POST, "/reset") => match parse_settings(&query) {
             Ok(settings) => {
                 reset(&shared, settings);
@@ -184,6 +191,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 }
 
 async fn aws_call(shared: &Shared, target: &str, body: &[u8]) -> Response<Full<Bytes>> {
+    let arrived = Instant::now();
     let operation = target.rsplit('.').next().unwrap_or(target);
     let latency = {
         let mut state = shared.lock();
@@ -216,7 +224,12 @@ async fn aws_call(shared: &Shared, target: &str, body: &[u8]) -> Response<Full<B
             respond(StatusCode::OK, &json!({}))
         }
         "GetQueueAttributes" => queue_attributes(shared),
-        "PutItem" | "UpdateItem" => write(shared),
+        "PutItem" | "UpdateItem" => {
+            let response = write(shared);
+            let busy = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            shared.write_busy_nanos.fetch_add(busy, Ordering::Relaxed);
+            response
+        }
         _ => respond(StatusCode::BAD_REQUEST, &json!({"__type": "UnknownOperationException", "message": target})),
     }
 }
@@ -333,7 +346,7 @@ fn throttled(n: u64, rate: f64) -> bool {
     draw < rate
 }
 
-fn stats_json(state: &mut State) -> Value {
+fn stats_json(state: &mut State, write_busy_nanos: u64) -> Value {
     let seconds = |t: Option<SystemTime>| t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
     let elapsed = match (state.stats.first_receive, state.stats.finished) {
         (Some(first), Some(last)) => last.duration_since(first).ok().map(|d| d.as_secs_f64()),
@@ -351,6 +364,7 @@ fn stats_json(state: &mut State) -> Value {
         "first_receive_unix": seconds(state.stats.first_receive),
         "finished_unix": seconds(state.stats.finished),
         "elapsed_seconds": elapsed,
+        "write_busy_seconds": write_busy_nanos as f64 / 1e9,
     })
 }
 
