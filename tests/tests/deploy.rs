@@ -1,7 +1,8 @@
 //! The deployment artifacts, each checked by a real tool: the Dockerfile by
 //! hadolint, the task definition by boto3's ECS model and the emulator's
 //! RegisterTaskDefinition, the IAM policies by parliament and by recording
-//! every AWS call the worker makes, the CloudFormation template by cfn-lint.
+//! every AWS call `run` and `healthcheck` (task role) and `doctor` and `dlq`
+//! (operator) make, the CloudFormation template by cfn-lint.
 //! The linters come from the repo's `.venv` (`scripts/emulator install`); a
 //! missing one fails the test.
 
