@@ -1,7 +1,8 @@
 //! The deployment artifacts, each checked by a real tool: the Dockerfile by
 //! hadolint, the task definition by boto3's ECS model and the emulator's
 //! RegisterTaskDefinition, the IAM policies by parliament and by recording
-//! every AWS call the worker makes, the CloudFormation template by cfn-lint.
+//! every AWS call `run` and `healthcheck` (task role) and `doctor` and `dlq`
+//! (operator) make, the CloudFormation template by cfn-lint.
 //! The linters come from the repo's `.venv` (`scripts/emulator install`); a
 //! missing one fails the test.
 
@@ -12,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use clap::CommandFactory;
 use serde_json::{Value, json};
 use student_worker::cli::Cli;
+use student_worker::commands::doctor::probes::SENTINEL_STUDENT_ID;
 use student_worker_tests::emulator::{python, workspace_root};
 use student_worker_tests::world::{World, worker_binary};
 
@@ -347,10 +349,11 @@ fn recorded_calls(recording: &str) -> BTreeSet<(String, String)> {
         let request: Value = serde_json::from_str(line).expect("recording line");
         let headers = &request["headers"];
         let agent = headers["User-Agent"].as_str().or(headers["user-agent"].as_str()).unwrap_or("");
-        let Some(target) = headers["X-Amz-Target"].as_str() else { continue };
         if !agent.contains(&format!("app/{APP_ID}")) {
             continue;
         }
+        // Every call of ours is JSON protocol; one that is not would escape the check.
+        let target = headers["X-Amz-Target"].as_str().unwrap_or_else(|| panic!("a call without X-Amz-Target: {line}"));
         let body = request["body"].as_str().unwrap_or("");
         let body = if request["body_encoded"] == true { decode_base64(body) } else { body.to_owned() };
         let body: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{target} body ({e}): {body}"));
@@ -394,9 +397,32 @@ fn worker(w: &World, args: &[&str]) -> Command {
     cmd
 }
 
-/// Every path of `run` that calls AWS: writes of each kind, duplicates, an
-/// invalid message dead-lettered, a patch deferred until redrive takes it,
-/// exit-when-empty's queue counts; then `healthcheck`, which calls nothing.
+/// One recording at a time: every emulator of this test binary writes its
+/// recording to the same file (`moto_recording` in this crate's directory).
+static RECORDER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Records the AWS calls `steps` makes with [`APP_ID`] on `w`'s emulator.
+async fn recording<F: std::future::Future<Output = ()>>(w: &World, steps: F) -> BTreeSet<(String, String)> {
+    let _one_at_a_time = RECORDER.lock().await;
+    let endpoint = &w.emulator.endpoint;
+    moto_api(endpoint, "reset-recording", "POST").await;
+    moto_api(endpoint, "start-recording", "POST").await;
+    steps.await;
+    moto_api(endpoint, "stop-recording", "POST").await;
+    let recording = moto_api(endpoint, "download-recording", "GET").await;
+    let _ = std::fs::remove_file(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_recording"));
+    recorded_calls(&recording)
+}
+
+/// Runs a command to its end off the async runtime and returns its output.
+async fn finish(command: Command) -> Output {
+    tokio::task::spawn_blocking(move || output(command)).await.expect("join")
+}
+
+/// Every path of `run` that calls AWS: the pre-flight probes, writes of each
+/// kind, duplicates, an invalid message dead-lettered, a patch deferred until
+/// redrive takes it, exit-when-empty's queue counts; then `healthcheck`,
+/// which calls nothing.
 async fn record_run_and_healthcheck(w: &World) -> BTreeSet<(String, String)> {
     let events = [
         r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#,
@@ -407,18 +433,29 @@ async fn record_run_and_healthcheck(w: &World) -> BTreeSet<(String, String)> {
         "not json",
     ];
     w.send(&events.map(str::to_owned)).await;
-    moto_api(&w.emulator.endpoint, "start-recording", "POST").await;
-    let mut run = worker(w, &["run"]);
-    run.env("WORKER_EXIT_WHEN_EMPTY", "true");
-    let out = tokio::task::spawn_blocking(move || output(run)).await.expect("join");
-    assert!(out.status.success(), "run failed: {}", text(&out.stderr));
-    let health = output(worker(w, &["healthcheck"]));
-    assert_eq!(health.status.code(), Some(1), "stopped worker: {}", text(&health.stderr));
-    moto_api(&w.emulator.endpoint, "stop-recording", "POST").await;
-    let recording = moto_api(&w.emulator.endpoint, "download-recording", "GET").await;
-    // moto keeps the recording in a file in its working directory (this crate's).
-    let _ = std::fs::remove_file(concat!(env!("CARGO_MANIFEST_DIR"), "/moto_recording"));
-    recorded_calls(&recording)
+    recording(w, async {
+        let mut run = worker(w, &["run"]);
+        run.env("WORKER_EXIT_WHEN_EMPTY", "true");
+        let out = finish(run).await;
+        assert!(out.status.success(), "run failed: {}", text(&out.stderr));
+        let health = finish(worker(w, &["healthcheck"])).await;
+        assert_eq!(health.status.code(), Some(1), "stopped worker: {}", text(&health.stderr));
+    })
+    .await
+}
+
+/// `expected` as the (action, resource) set `allowed` and `recorded_calls` return.
+fn pairs(expected: &[(&str, &str)]) -> BTreeSet<(String, String)> {
+    expected.iter().map(|(a, r)| ((*a).to_owned(), (*r).to_owned())).collect()
+}
+
+/// The policy grants every call made and nothing else.
+fn assert_exactly(policy: &str, called: &BTreeSet<(String, String)>) {
+    let granted = allowed(&json_file(policy));
+    let missing: Vec<_> = called.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(called).collect();
+    assert!(missing.is_empty(), "{policy} lacks {missing:?}");
+    assert!(unused.is_empty(), "{policy} grants what nobody calls: {unused:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -426,7 +463,7 @@ async fn the_task_role_policy_allows_exactly_what_run_and_healthcheck_call() {
     // maxReceiveCount 2: the orphan patch reaches the DLQ by redrive, and the queue drains.
     let w = World::with_max_receive_count(2).await;
     let called = record_run_and_healthcheck(&w).await;
-    let expected: BTreeSet<(String, String)> = [
+    let expected = pairs(&[
         ("dynamodb:PutItem", "Students"),
         ("dynamodb:UpdateItem", "Students"),
         ("sqs:ReceiveMessage", "students"),
@@ -434,30 +471,144 @@ async fn the_task_role_policy_allows_exactly_what_run_and_healthcheck_call() {
         ("sqs:ChangeMessageVisibility", "students"),
         ("sqs:GetQueueAttributes", "students"),
         ("sqs:SendMessage", "students-dlq"),
-    ]
-    .into_iter()
-    .map(|(a, r)| (a.to_owned(), r.to_owned()))
-    .collect();
+    ]);
     assert_eq!(called, expected, "the scenario exercises every call of run (else the check below proves little)");
-    let granted = allowed(&json_file("iam/task-role-policy.json"));
-    let missing: Vec<_> = called.difference(&granted).collect();
-    let unused: Vec<_> = granted.difference(&called).collect();
-    assert!(missing.is_empty(), "the task role lacks {missing:?}");
-    assert!(unused.is_empty(), "the task role grants what nobody calls: {unused:?}");
+    assert_exactly("iam/task-role-policy.json", &called);
 }
 
-/// `doctor` and `dlq` (issue 4) are not on this branch yet: until they are,
-/// the operator policy is held to its resources; when they land, record them
-/// like `run` above and compare with `allowed(operator-policy.json)`.
+// ------------------------------------------------------------ operator IAM
+
+/// A dead letter as `run` forwards one.
+async fn dead_letter(w: &World, dlq: &str, body: &str, code: &str, group: Option<&str>) {
+    let attribute = |v: &str| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder().data_type("String").string_value(v).build().expect("attr")
+    };
+    let mut send = w
+        .sqs
+        .send_message()
+        .queue_url(dlq)
+        .message_body(body)
+        .message_attributes("ErrorCode", attribute(code))
+        .message_attributes("ErrorMessage", attribute("why"));
+    if let Some(group) = group {
+        send = send.message_group_id(group).message_deduplication_id(format!("{group}-{code}"));
+    }
+    send.send().await.expect("send a dead letter");
+}
+
+/// Runs an operator command with the task's environment and asserts it succeeded.
+async fn operator(w: &World, args: &[&str]) -> String {
+    let out = finish(worker(w, args)).await;
+    assert!(out.status.success(), "{args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// `students.fifo` → `students`: a FIFO setup's policy names its `.fifo` queues in the same places.
+fn without_fifo(calls: BTreeSet<(String, String)>) -> BTreeSet<(String, String)> {
+    calls.into_iter().map(|(a, r)| (a, r.strip_suffix(".fifo").unwrap_or(&r).to_owned())).collect()
+}
+
+/// Every path of `doctor` (all checks on a good setup, `--json` and text)
+/// and `dlq` (`stats`, `peek`, `replay` with `--dry-run`, filters, `--max`,
+/// with and without `--to`, to a FIFO queue too).
+async fn record_doctor_and_dlq(w: &World) -> BTreeSet<(String, String)> {
+    let upsert = |id: &str| {
+        format!(r#"{{"type":"StudentUpserted","eventId":"e{id}","studentId":"{id}","version":1,"student":{{}}}}"#)
+    };
+    dead_letter(w, &w.dlq_url, &upsert("201"), "ItemRejected", None).await;
+    dead_letter(w, &w.dlq_url, &upsert("202"), "InvalidMessage", None).await;
+    dead_letter(w, &w.dlq_url, "not json", "InvalidMessage", None).await;
+    let fifo = student_worker::commands::setup::ensure(
+        &w.sdk,
+        &student_worker::commands::setup::SetupArgs {
+            table_name: w.table.clone(),
+            queue_name: "students.fifo".into(),
+            dlq_name: None,
+            max_receive_count: 5,
+            visibility_timeout_seconds: 60,
+        },
+    )
+    .await
+    .expect("FIFO setup");
+    dead_letter(w, &fifo.dlq_url, &upsert("301"), "ItemRejected", Some("301")).await;
+
+    let standard = recording(w, async {
+        let doctor: Value = serde_json::from_str(&operator(w, &["doctor", "--json"]).await).expect("JSON");
+        assert_eq!(doctor["ok"], true, "{doctor}");
+        let failed: Vec<&Value> = doctor["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["status"] != "pass" && c["status"] != "skip")
+            .collect();
+        assert!(failed.is_empty(), "a good setup: {failed:?}");
+        operator(w, &["doctor"]).await;
+        let stats = operator(w, &["dlq", "stats", "--json"]).await;
+        assert!(stats.contains("\"scanned\":3"), "{stats}");
+        assert_eq!(operator(w, &["dlq", "peek", "--json"]).await.lines().count(), 3);
+        operator(w, &["dlq", "replay", "--dry-run"]).await;
+        // Without --to: the target is the queue whose redrive policy names the DLQ.
+        operator(w, &["dlq", "replay", "--error-code", "ItemRejected", "--max", "1"]).await;
+        operator(w, &["dlq", "replay", "--student-id", "202", "--to", &w.queue_url]).await;
+    })
+    .await;
+    let fifo_replay = recording(w, async {
+        let mut replay = worker(w, &["dlq", "replay", "--to", &fifo.queue_url, "--rate", "5/s"]);
+        replay.env("SQS_DLQ_URL", &fifo.dlq_url);
+        let out = finish(replay).await;
+        assert!(out.status.success(), "FIFO replay failed: {}", text(&out.stderr));
+    })
+    .await;
+    let fifo_replay = without_fifo(fifo_replay);
+    assert!(fifo_replay.contains(&("sqs:SendMessage".to_owned(), "students".to_owned())), "{fifo_replay:?}");
+    let (left, _) = w.queue_counts().await;
+    assert_eq!(left, 2, "the two replayed dead letters are back on the source queue");
+    standard.union(&fifo_replay).cloned().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_policy_allows_exactly_what_doctor_and_dlq_call() {
+    let w = World::new().await;
+    let called = record_doctor_and_dlq(&w).await;
+    let expected = pairs(&[
+        // doctor: the table's key schema, and the worker's writes probed on the sentinel key.
+        ("dynamodb:DescribeTable", "Students"),
+        ("dynamodb:PutItem", "Students"),
+        ("dynamodb:UpdateItem", "Students"),
+        // doctor: both queues' attributes; the worker's batch calls probed with a bogus receipt handle.
+        ("sqs:GetQueueAttributes", "students"),
+        ("sqs:GetQueueAttributes", "students-dlq"),
+        ("sqs:ChangeMessageVisibility", "students"),
+        ("sqs:DeleteMessage", "students"),
+        // dlq: look at, release and remove dead letters; find the source; send them back.
+        ("sqs:ListDeadLetterSourceQueues", "students-dlq"),
+        ("sqs:ReceiveMessage", "students-dlq"),
+        ("sqs:ChangeMessageVisibility", "students-dlq"),
+        ("sqs:DeleteMessage", "students-dlq"),
+        ("sqs:SendMessage", "students"),
+    ]);
+    assert_eq!(called, expected, "the scenario exercises every call of doctor and dlq");
+    assert_exactly("iam/operator-policy.json", &called);
+}
+
+/// The operator's table writes exist only for doctor's probes: they are held
+/// to the sentinel key, so an operator can change no student.
 #[test]
-fn the_operator_policy_names_only_the_workers_table_and_queues() {
-    let names: BTreeSet<String> = allowed(&json_file("iam/operator-policy.json")).into_iter().map(|(_, r)| r).collect();
-    let ours: BTreeSet<String> = ["Students", "students", "students-dlq"].map(str::to_owned).into_iter().collect();
-    assert!(names.is_subset(&ours), "{names:?}");
-    let actions: BTreeSet<String> =
-        allowed(&json_file("iam/operator-policy.json")).into_iter().map(|(a, _)| a).collect();
-    for write in ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"] {
-        assert!(!actions.contains(write), "operators never write the table directly: {write}");
+fn the_operator_policy_writes_only_doctors_sentinel_key() {
+    let policy = json_file("iam/operator-policy.json");
+    for statement in policy["Statement"].as_array().expect("Statement") {
+        let actions = statement["Action"].to_string();
+        if !actions.contains("dynamodb:PutItem") && !actions.contains("dynamodb:UpdateItem") {
+            continue;
+        }
+        assert_eq!(
+            statement["Condition"],
+            json!({"ForAllValues:StringEquals": {"dynamodb:LeadingKeys": [SENTINEL_STUDENT_ID]}}),
+            "{statement}"
+        );
+    }
+    for (action, _) in allowed(&policy) {
+        assert_ne!(action, "dynamodb:DeleteItem", "operators never delete students");
     }
 }
 

@@ -2,7 +2,9 @@
 //! missing table, a wrong region, missing credentials, a queue without
 //! redrive, a table with the wrong key and AccessDenied answers (injected by
 //! the proxy) each fail with the setup guide's cause and fix; the probes
-//! write nothing; and `run` refuses to start with the same message.
+//! write nothing; a role that may not read the DLQ (the task role) gets a
+//! warning, not a request to widen it; and `run` refuses to start with the
+//! same message.
 
 use std::process::{Command, Output};
 
@@ -11,9 +13,10 @@ use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
 use student_worker::cli::RunArgs;
 use student_worker::commands::doctor::report::Status;
+use student_worker::commands::doctor::resources;
 use student_worker::commands::doctor::{diagnose, preflight};
 use student_worker::config::RunConfig;
-use student_worker_tests::emulator::sdk_config_with_endpoint;
+use student_worker_tests::emulator::{REGION, sdk_config_with_endpoint};
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
 use student_worker_tests::world::{World, worker_binary};
 
@@ -276,4 +279,29 @@ async fn run_refuses_to_start_with_doctors_message_and_receives_nothing() {
     assert_eq!(messages.len(), 1);
     let count = messages[0].attributes().and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount));
     assert_eq!(count.map(String::as_str), Some("1"), "the worker received the message before refusing");
+}
+
+/// Run as the task (its role may not read the DLQ: the worker only sends
+/// there), `doctor` warns about the DLQ checks instead of asking to widen
+/// the task role, and does not fail on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_that_may_not_read_the_dlq_gets_a_warning_not_a_request_to_widen_it() {
+    let w = World::new().await;
+    let (_, attrs) = resources::queue(&w.sqs, &w.queue_url, "SQS_QUEUE_URL", REGION).await;
+    let attrs = attrs.expect("the queue's attributes");
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    proxy.inject(FaultRule::new("GetQueueAttributes", Fault::AccessDenied));
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config_with_endpoint(&proxy.endpoint).await);
+
+    let dlq = resources::forward_dlq(&sqs, &w.dlq_url, resources::redrive_of(&attrs).as_ref(), REGION).await;
+    let redrive = resources::redrive(&sqs, &attrs, &w.queue_url, REGION).await;
+    for check in [&dlq, &redrive] {
+        assert_eq!(check.status, Status::Warn, "{check}");
+        assert!(!check.failed(), "{check}");
+        let cause = check.cause.as_deref().unwrap_or_default();
+        assert!(cause.contains("the worker does not need that action there"), "{check}");
+        let fix = check.fix.as_deref().unwrap_or_default();
+        assert!(fix.contains("iam/operator-policy.json") && !fix.contains("add \""), "{check}");
+    }
+    assert!(proxy.faults_injected("GetQueueAttributes") >= 2, "the DLQ reads went through the proxy");
 }

@@ -131,7 +131,8 @@ async fn healthcheck_reports_a_fatal_stop_with_its_cause() {
     assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(stderr.contains("fatal error") && stderr.contains("ResourceNotFoundException"), "{stderr}");
-    assert!(stderr.contains("check the name and AWS_REGION"), "the setup guide's fix: {stderr}");
+    assert!(stderr.contains("refusing to start"), "run's pre-flight refused: {stderr}");
+    assert!(stderr.contains("check DYNAMODB_TABLE_NAME and AWS_REGION"), "the setup guide's fix: {stderr}");
     let _ = std::fs::remove_file(health);
 }
 
@@ -222,18 +223,32 @@ async fn the_worker_writes_emf_metrics_to_stdout_that_add_up_to_its_outcomes() {
 async fn throttles_and_write_retries_are_counted_as_they_happen() {
     let w = World::new().await;
     let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    let health = health_file("metrics-throttles");
+    let child = worker(&w, &health)
+        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+        .env("WORKER_METRICS_INTERVAL_SECONDS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start worker");
+    // The throttles go to the loop's write, not to the pre-flight's probes:
+    // once a receive is under way, the pre-flight is over.
+    let started = Instant::now();
+    while proxy.calls("ReceiveMessage") == 0 {
+        assert!(started.elapsed() < PATIENCE, "the worker never received");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     proxy.inject(FaultRule::new("PutItem", Fault::Throttle).times(3));
     w.send(&[r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#
         .to_owned()])
         .await;
-    let health = health_file("metrics-throttles");
-    let out = worker(&w, &health)
-        .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-        .env("WORKER_EXIT_WHEN_EMPTY", "true")
-        .env("WORKER_METRICS_INTERVAL_SECONDS", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
+    while w.table().await.is_empty() {
+        assert!(started.elapsed() < PATIENCE, "the event was never written");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    signal(&child, "TERM");
+    let out = wait(child).await;
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(proxy.faults_injected("PutItem"), 3);
     let documents = emf_documents(&out.stdout);

@@ -96,7 +96,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             config.observe.preflight()?;
             let sdk = aws::load_sdk_config().await?;
             // The fatal subset of `doctor`, before the first receive.
-            doctor::preflight(&sdk, &config).await?;
+            if let Err(refused) = doctor::preflight(&sdk, &config).await {
+                config.observe.refused(&refused.to_string());
+                return Err(refused.into());
+            }
             let clients = aws::Clients::for_worker(&sdk, &config);
             run::run(config, clients, shutdown).await?;
             Ok(())

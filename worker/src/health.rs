@@ -161,6 +161,14 @@ impl Reporter {
     }
 }
 
+/// Records a fatal stop that came before the loop (and its [`Reporter`])
+/// started, e.g. `run`'s pre-flight refusal, so `healthcheck` reports it.
+pub fn record_fatal(path: &Path, max_age_seconds: u64, cause: String) {
+    if let Err(e) = write(path, &record(State::Fatal, max_age_seconds, Some(cause))) {
+        tracing::warn!(error = %e, path = %path.display(), "could not write the final health state");
+    }
+}
+
 async fn refresh(path: PathBuf, max_age_seconds: u64, stop: CancellationToken) {
     let mut warned = false;
     loop {

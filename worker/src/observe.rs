@@ -91,6 +91,14 @@ impl ObserveConfig {
         })
     }
 
+    /// Records that `run` stopped before its loop started (the pre-flight
+    /// refused), with the cause `healthcheck` then reports.
+    pub fn refused(&self, cause: &str) {
+        if let Some(path) = &self.health_file {
+            health::record_fatal(path, self.health_max_age_seconds, cause.to_owned());
+        }
+    }
+
     /// Writes the first health record, so an unwritable path stops start-up
     /// (exit 2) instead of failing every health check later.
     pub fn preflight(&self) -> Result<(), ConfigError> {

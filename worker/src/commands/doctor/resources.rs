@@ -209,6 +209,9 @@ pub async fn redrive(sqs: &aws_sdk_sqs::Client, attrs: &QueueAttributes, queue_u
             if e.kind == Kind::NotFound {
                 return Check::fail("redrive", detail, x.cause, x.fix, false);
             }
+            if e.kind == Kind::AccessDenied {
+                return unreadable_dlq("redrive", detail);
+            }
             Check::warn("redrive", detail, format!("the DLQ could not be read: {}", x.cause), x.fix)
         }
     }
@@ -261,10 +264,29 @@ pub async fn forward_dlq(sqs: &aws_sdk_sqs::Client, url: &str, redrive: Option<&
         }
         Err(e) => {
             let e = AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {url}"), region);
+            if e.kind == Kind::AccessDenied {
+                return unreadable_dlq("dlq", url.to_owned());
+            }
             let x = explain(&e, Subject::Queue(url, "SQS_DLQ_URL"));
             Check::fail("dlq", url, x.cause, x.fix, x.fatal)
         }
     }
+}
+
+/// The role may not read the DLQ's attributes. The task role need not: the
+/// worker only sends there (least privilege, iam/task-role-policy.json), so
+/// doctor run as the task warns instead of asking to widen the role.
+fn unreadable_dlq(check: &str, detail: String) -> Check {
+    Check::warn(
+        check,
+        detail,
+        "the role may not call sqs:GetQueueAttributes on the DLQ, so its existence was not checked; \
+         the worker does not need that action there (it only sends), so the task role rightly lacks it"
+            .into(),
+        "nothing to fix for the task role; to check the DLQ, run doctor with the operator policy \
+         (iam/operator-policy.json)"
+            .into(),
+    )
 }
 
 #[cfg(test)]
