@@ -99,19 +99,24 @@ fn truncate_chars(text: &str, max: usize) -> String {
 /// be personal data in the wrong field.
 fn redact_quoted(message: &str) -> String {
     const UNKNOWN_VARIANT: &str = "unknown variant `";
+    // The variant is not escaped and may hold a backtick: cut at the last "`, expected".
     if let Some(rest) = message.strip_prefix(UNKNOWN_VARIANT)
-        && let Some(end) = rest.find('`')
+        && let Some(end) = rest.rfind("`, expected")
     {
         return format!("{UNKNOWN_VARIANT}…`{}", redact_double_quoted(&rest[end + 1..]));
     }
     redact_double_quoted(message)
 }
 
+/// serde quotes strings with `{:?}`, so a quote inside one arrives as `\"`.
 fn redact_double_quoted(message: &str) -> String {
     let mut out = String::with_capacity(message.len());
     let mut inside = false;
+    let mut escaped = false;
     for c in message.chars() {
-        if c == '"' {
+        if inside && (escaped || c == '\\') {
+            escaped = !escaped;
+        } else if c == '"' {
             if inside {
                 out.push('…');
             }
@@ -137,6 +142,11 @@ mod tests {
             "unknown variant `alice@example.edu`, expected one of `active`, `inactive`",
         );
         assert_eq!(e.to_string(), "student.status: unknown variant `…`, expected one of `active`, `inactive`");
+        // A quote or backtick inside the value does not end the redaction.
+        let e = ContractError::invalid("version", r#"invalid type: string "a\"Alice\\", expected u64"#);
+        assert_eq!(e.to_string(), r#"version: invalid type: string "…", expected u64"#);
+        let e = ContractError::invalid("type", "unknown variant `a`Alice`, expected one of `StudentUpserted`");
+        assert_eq!(e.to_string(), "type: unknown variant `…`, expected one of `StudentUpserted`");
     }
 
     #[test]

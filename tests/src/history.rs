@@ -130,3 +130,50 @@ fn courses(rng: &mut StdRng) -> Value {
     let n = rng.random_range(0..=3);
     json!(all.choose_multiple(rng, n).collect::<Vec<_>>())
 }
+
+/// A scenario of about `target_events` valid events (students of 1..=6
+/// events each), every event delivered once and 30 % of them twice, all
+/// shuffled, plus poison: the PatchOnDeleted patches [`scenario`] makes and
+/// one more poison message of a rotating kind per 50 events (each unique, so
+/// each must reach the DLQ once with its code).
+pub fn sized_scenario(seed: u64, target_events: usize) -> Scenario {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut events = Vec::new();
+    let mut poison = Vec::new();
+    let mut s = 0;
+    while events.len() < target_events {
+        let id = format!("c{seed}-{s}");
+        let history = history(&mut rng, &id, 6);
+        if history.last().is_some_and(|e| e["type"] == "StudentDeleted") && rng.random_bool(0.5) {
+            let v = history.len() as u64 + 1;
+            poison.push((patch(&mut rng, &id, v).to_string(), "PatchOnDeleted"));
+        }
+        events.extend(history);
+        s += 1;
+    }
+    for i in 0..(target_events / 50).max(POISON_KINDS) {
+        poison.push(poison_of_kind(i));
+    }
+    let mut deliveries: Vec<String> = events.iter().map(Value::to_string).collect();
+    let dups: Vec<String> = deliveries.iter().filter(|_| rng.random_bool(0.3)).cloned().collect();
+    deliveries.extend(dups);
+    deliveries.extend(poison.iter().map(|(b, _)| b.clone()));
+    deliveries.shuffle(&mut rng);
+    Scenario { events, deliveries, poison }
+}
+
+/// How many kinds [`poison_of_kind`] rotates through.
+const POISON_KINDS: usize = 6;
+
+/// The `i`-th extra poison message: unique body, and the code it must get.
+fn poison_of_kind(i: usize) -> (String, &'static str) {
+    let id = format!("poison-{i}");
+    match i % POISON_KINDS {
+        0 => (format!("{{\"type\":\"StudentUpserted\",\"eventId\":\"{id}\""), "MalformedJson"),
+        1 => (json!({"type": "StudentUpserted", "eventId": id, "studentId": id, "version": 0, "student": {"name": "X"}}).to_string(), "InvalidEvent"),
+        2 => (json!({"type": "StudentUpserted", "eventId": id, "studentId": id, "version": 1, "student": {"name": "X", "grade": 100}}).to_string(), "InvalidEvent"),
+        3 => (json!({"type": "StudentPatched", "eventId": id, "studentId": id, "version": 2, "student": {}}).to_string(), "InvalidEvent"),
+        4 => (json!({"type": "StudentRenamed", "eventId": id, "studentId": id, "version": 1}).to_string(), "InvalidEvent"),
+        _ => (json!({"type": "StudentDeleted", "eventId": id, "studentId": format!("{id}\u{7}"), "version": 1}).to_string(), "InvalidEvent"),
+    }
+}

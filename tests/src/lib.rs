@@ -4,4 +4,5 @@ pub mod emulator;
 pub mod history;
 pub mod model;
 pub mod proxy;
+pub mod worker_process;
 pub mod world;

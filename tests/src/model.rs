@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 
-use crate::world::Item;
+use crate::world::{DeadLetter, Item};
 
 /// The table expected after applying `events` (valid events only) in order.
 pub fn expected_table(events: &[Value]) -> BTreeMap<String, Item> {
@@ -105,4 +105,21 @@ pub fn assert_tables_equal(actual: &BTreeMap<String, Item>, expected: &BTreeMap<
             "student {id}: stored (left) differs from in-order application (right)"
         );
     }
+}
+
+/// Asserts the DLQ holds the poison and nothing else: every dead letter is a
+/// poison body with its `ErrorCode`, and every poison body is there at least
+/// once. At-least-once delivery may forward one twice (a worker killed between
+/// the DLQ send and the delete); returns how many such extra copies there are.
+pub fn assert_dead_letters(dead: &[DeadLetter], poison: &[(String, &str)]) -> usize {
+    for d in dead {
+        let code = poison.iter().find(|(body, _)| *body == d.body).map(|(_, code)| *code);
+        let code = code.unwrap_or_else(|| panic!("a message that is not poison reached the DLQ: {d:?}"));
+        assert_eq!(d.attributes.get("ErrorCode").map(String::as_str), Some(code), "{d:?}");
+        assert!(d.attributes.get("ErrorMessage").is_some_and(|m| !m.is_empty()), "no reason: {d:?}");
+    }
+    for (body, _) in poison {
+        assert!(dead.iter().any(|d| &d.body == body), "poison not dead-lettered: {body}");
+    }
+    dead.len().saturating_sub(poison.len())
 }

@@ -21,7 +21,20 @@
 //! | [`Fault::AccessDenied`] | 400 `AccessDeniedException` | 403 `AccessDenied` |
 //! | [`Fault::ServiceUnavailable`] | 503 `ServiceUnavailable` | 503 `ServiceUnavailable` |
 //! | [`Fault::ValidationException`] | 400 `ValidationException` | 400 `ValidationError` |
+//! | [`Fault::InternalError`] | 500 `InternalServerError` | 500 `InternalError` |
 //! | [`Fault::InternalErrorAfterApply`] | 500 `InternalServerError` | 500 `InternalError` |
+//! | [`Fault::OverLimit`] | 400 `LimitExceededException` | 403 `OverLimit` |
+//!
+//! Two faults send no answer at all: [`Fault::DropBeforeForward`] closes the
+//! client's connection without forwarding the request, and
+//! [`Fault::DropAfterForward`] forwards it (so the write or receive happens)
+//! and then closes the connection. The SDK sees an incomplete response (a
+//! dispatch or response error, no service error code), as with a load
+//! balancer or NAT gateway that resets a connection.
+//!
+//! Rates are set per test: [`FaultRule::rate`] for one rule, or
+//! [`FaultProxy::inject_mix`] for several faults on one operation with the
+//! overall share of calls each should get.
 //!
 //! Because the proxy rewrites `Host` to the upstream's, URLs that moto builds
 //! from it (SQS queue URLs) name the emulator, not the proxy. That is harmless
@@ -29,8 +42,7 @@
 //!
 //! The proxy runs on the calling tokio runtime and stops when dropped.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -73,12 +85,44 @@ pub enum Fault {
     /// HTTP 400 `ValidationException`: the request is refused as such (e.g.
     /// an item over 400 KB). Not forwarded.
     ValidationException,
+    /// HTTP 500 `InternalServerError` (SQS: `InternalError`). Not forwarded.
+    InternalError,
     /// The ambiguous case: the request IS forwarded (so the write happens),
     /// then moto's reply is replaced by HTTP 500 `InternalServerError`
     /// (SQS: `InternalError`).
     InternalErrorAfterApply,
+    /// SQS: HTTP 403 `OverLimit` (too many in-flight messages, or a batch
+    /// over a limit); DynamoDB: HTTP 400 `LimitExceededException`. Not
+    /// forwarded.
+    OverLimit,
+    /// Closes the client's connection without an answer; the request never
+    /// reaches the upstream.
+    DropBeforeForward,
+    /// Forwards the request (it takes effect), then closes the client's
+    /// connection without an answer: the client cannot know it worked.
+    DropAfterForward,
     /// Waits this long, then forwards normally.
     Latency(Duration),
+}
+
+impl Fault {
+    /// A stable name for counters and reports (`Latency` whatever its delay).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Fault::Throttle => "Throttle",
+            Fault::ThrottlingException => "ThrottlingException",
+            Fault::AccessDenied => "AccessDenied",
+            Fault::ServiceUnavailable => "ServiceUnavailable",
+            Fault::ValidationException => "ValidationException",
+            Fault::InternalError => "InternalError",
+            Fault::InternalErrorAfterApply => "InternalErrorAfterApply",
+            Fault::OverLimit => "OverLimit",
+            Fault::DropBeforeForward => "DropBeforeForward",
+            Fault::DropAfterForward => "DropAfterForward",
+            Fault::Latency(_) => "Latency",
+        }
+    }
 }
 
 /// A fault-injection rule; the first rule (in insertion order) that matches a
@@ -142,6 +186,8 @@ struct Inner {
     rng: SmallRng,
     calls: HashMap<String, u64>,
     faults: HashMap<String, u64>,
+    /// (operation, fault name) → injections.
+    by_kind: BTreeMap<(String, &'static str), u64>,
 }
 
 #[derive(Debug)]
@@ -180,6 +226,7 @@ impl FaultProxy {
                 rng: SmallRng::seed_from_u64(seed),
                 calls: HashMap::new(),
                 faults: HashMap::new(),
+                by_kind: BTreeMap::new(),
             }),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&state)));
@@ -194,6 +241,24 @@ impl FaultProxy {
     pub fn inject(&self, rule: FaultRule) {
         assert!((0.0..=1.0).contains(&rule.rate), "FaultRule::rate must be within 0..=1, got {}", rule.rate);
         self.state.lock().rules.push(ActiveRule { rule, injected: 0 });
+    }
+
+    /// Injects several faults into `operation`, each into the given overall
+    /// share of its calls (e.g. `[(Throttle, 0.1), (InternalErrorAfterApply,
+    /// 0.05)]`: 10 % and 5 % of all calls). Rules are tried in order, so each
+    /// gets the conditional rate that yields its overall share.
+    ///
+    /// # Panics
+    /// If the shares add up to more than 1.
+    pub fn inject_mix(&self, operation: &str, mix: &[(Fault, f64)]) {
+        let total: f64 = mix.iter().map(|(_, share)| share).sum();
+        assert!(total <= 1.0 + f64::EPSILON, "the shares of {operation}'s faults add up to {total} > 1");
+        let mut left = 1.0;
+        for (fault, share) in mix {
+            let rate = if left > 0.0 { (share / left).clamp(0.0, 1.0) } else { 0.0 };
+            self.inject(FaultRule::new(operation, fault.clone()).rate(rate));
+            left -= share;
+        }
     }
 
     /// Removes all rules (counters are kept).
@@ -213,6 +278,25 @@ impl FaultProxy {
     #[must_use]
     pub fn faults_injected(&self, operation: &str) -> u64 {
         count(&self.state.lock().faults, operation)
+    }
+
+    /// Injections of the fault named `fault` (see [`Fault::name`]) into
+    /// `operation`; [`ANY_OPERATION`] for all operations.
+    #[must_use]
+    pub fn faults_of(&self, operation: &str, fault: &str) -> u64 {
+        self.state
+            .lock()
+            .by_kind
+            .iter()
+            .filter(|((op, name), _)| *name == fault && (operation == ANY_OPERATION || op == operation))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Every injection so far: (operation, fault name) → count.
+    #[must_use]
+    pub fn fault_counts(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.state.lock().by_kind.clone()
     }
 }
 
@@ -252,6 +336,7 @@ impl State {
             }
         })?;
         *inner.faults.entry(operation.to_owned()).or_default() += 1;
+        *inner.by_kind.entry((operation.to_owned(), fault.name())).or_default() += 1;
         Some(fault)
     }
 }
@@ -269,7 +354,8 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>) {
         let state = Arc::clone(&state);
         connections.spawn(async move {
             let service = service_fn(move |req| handle(Arc::clone(&state), req));
-            // A client hanging up mid-request is not an error worth reporting.
+            // A client hanging up mid-request is not an error worth reporting,
+            // and a dropped-connection fault ends the connection on purpose.
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
         });
     }
@@ -289,7 +375,20 @@ fn is_sqs(headers: &HeaderMap) -> bool {
     headers.get("x-amz-target").and_then(|v| v.to_str().ok()).is_some_and(|target| target.starts_with("AmazonSQS."))
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+/// Returned by the service to make hyper close the connection without
+/// writing a response (a service error ends an HTTP/1 connection as is).
+#[derive(Debug)]
+struct DroppedConnection;
+
+impl std::fmt::Display for DroppedConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the test FaultProxy")
+    }
+}
+
+impl std::error::Error for DroppedConnection {}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, DroppedConnection> {
     let operation = operation_of(req.headers());
     let sqs = is_sqs(req.headers());
     let response = match state.decide(&operation) {
@@ -302,6 +401,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             // Let the write happen; throw the real answer away.
             let _applied = forward(&state, req).await;
             error_response(&Fault::InternalErrorAfterApply, sqs, &operation)
+        }
+        Some(Fault::DropBeforeForward) => return Err(DroppedConnection),
+        Some(Fault::DropAfterForward) => {
+            let _applied = forward(&state, req).await;
+            return Err(DroppedConnection);
         }
         Some(fault) => error_response(&fault, sqs, &operation),
     };
@@ -410,10 +514,17 @@ fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<By
             "com.amazonaws.sqs#ServiceUnavailable",
             Some("ServiceUnavailable;Receiver"),
         ),
-        (Fault::InternalErrorAfterApply | Fault::Latency(_), false) => {
+        (Fault::OverLimit, false) => {
+            (StatusCode::BAD_REQUEST, "com.amazonaws.dynamodb.v20120810#LimitExceededException", None)
+        }
+        (Fault::OverLimit, true) => (StatusCode::FORBIDDEN, "com.amazonaws.sqs#OverLimit", Some("OverLimit;Sender")),
+        // Latency and the drops never get here; a 500 is the safe answer.
+        (Fault::InternalError | Fault::InternalErrorAfterApply | Fault::Latency(_), false)
+        | (Fault::DropBeforeForward | Fault::DropAfterForward, false) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.dynamodb.v20120810#InternalServerError", None)
         }
-        (Fault::InternalErrorAfterApply | Fault::Latency(_), true) => {
+        (Fault::InternalError | Fault::InternalErrorAfterApply | Fault::Latency(_), true)
+        | (Fault::DropBeforeForward | Fault::DropAfterForward, true) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.sqs#InternalError", Some("InternalError;Receiver"))
         }
     };

@@ -261,6 +261,10 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<DeadLetter> {
     }
 }
 
+/// Variables cargo sets for a test process about its own crate (prefixes).
+const TEST_CRATE_ENV: [&str; 6] =
+    ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"];
+
 /// The `student-worker` binary, built once per test process with the same
 /// cargo (tests in another package cannot use `CARGO_BIN_EXE_*`).
 pub fn worker_binary() -> PathBuf {
@@ -268,11 +272,18 @@ pub fn worker_binary() -> PathBuf {
     BINARY
         .get_or_init(|| {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .current_dir(workspace_root())
-                .args(["build", "--quiet", "--locked", "-p", "student-worker", "--bin", "student-worker"])
-                .status()
-                .expect("run cargo build for the worker binary");
+            let mut build = Command::new(cargo);
+            build.current_dir(workspace_root());
+            build.args(["build", "--quiet", "--locked", "-p", "student-worker", "--bin", "student-worker"]);
+            // cargo test gives this process the test crate's CARGO_PKG_NAME,
+            // CARGO_MANIFEST_DIR, ...; ring's build script watches some, so passing
+            // them on would rebuild the SDK here and again at the next `cargo test`.
+            for (name, _) in std::env::vars_os() {
+                if TEST_CRATE_ENV.iter().any(|prefix| name.to_string_lossy().starts_with(prefix)) {
+                    build.env_remove(name);
+                }
+            }
+            let status = build.status().expect("run cargo build for the worker binary");
             assert!(status.success(), "building the student-worker binary failed");
             let target =
                 std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);

@@ -1,8 +1,10 @@
 //! Integration tests of the test support against a real moto: the
 //! [`FaultProxy`] (the SDK sees the injected errors with the intended codes,
-//! the after-apply fault really applies the write, long polls pass through,
-//! the counters add up) and the [`Emulator`]'s environment for child
-//! processes.
+//! the after-apply faults really apply the call, dropped connections answer
+//! nothing, long polls pass through, the counters and shares add up) and the
+//! [`Emulator`]'s environment for child processes. Then each kind of fault
+//! through the proxy into the worker (in-process for writes, the binary for
+//! SQS calls, whose log shows what reached it): nothing is lost.
 
 use std::time::{Duration, Instant};
 
@@ -12,8 +14,14 @@ use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use serde_json::json;
+use student_worker::error::{Action, AwsError};
 use student_worker_tests::emulator::{Emulator, python, sdk_config_with_endpoint};
+use student_worker_tests::history::scenario;
+use student_worker_tests::model::{assert_dead_letters, assert_tables_equal, expected_table, without_clock};
 use student_worker_tests::proxy::{ANY_OPERATION, Fault, FaultProxy, FaultRule};
+use student_worker_tests::worker_process::{Ledger, TERMINAL_OUTCOMES, WorkerProcess, publish, publish_delayed};
+use student_worker_tests::world::{World, worker_binary};
 
 const TABLE: &str = "Students";
 
@@ -300,4 +308,250 @@ print(sqs.meta.region_name, url, ddb.list_tables()["TableNames"])
     assert!(output.status.success(), "python failed: {}{}", stdout, String::from_utf8_lossy(&output.stderr));
     let expected = format!("ap-northeast-2 {}/123456789012/from-python []", emulator.endpoint);
     assert_eq!(stdout.trim(), expected);
+}
+
+/// The worker's classification of an SDK error (what it would do with it).
+fn worker_action<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> Action
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    AwsError::from_sdk(err, "test:Call", "test resource", "ap-northeast-2").action()
+}
+
+#[tokio::test]
+async fn dropped_connections_answer_nothing_and_after_forward_the_write_happened() {
+    let (_emulator, proxy, direct, client) = setup().await;
+    proxy.inject(FaultRule::new("PutItem", Fault::DropBeforeForward).times(1));
+    let err = put(&client, "D1").await.expect_err("dropped before forwarding");
+    assert!(err.raw_response().is_none() && err.code().is_none(), "no answer at all: {err:?}");
+    assert_eq!(worker_action(&err), Action::Retry, "{err:?}");
+    assert!(!stored(&direct, "D1").await, "never forwarded");
+
+    proxy.inject(FaultRule::new("PutItem", Fault::DropAfterForward).times(1));
+    let err = put(&client, "D2").await.expect_err("dropped after forwarding");
+    assert!(err.raw_response().is_none() && err.code().is_none(), "no answer at all: {err:?}");
+    assert_eq!(worker_action(&err), Action::Retry, "{err:?}");
+    assert!(stored(&direct, "D2").await, "the write reached moto although the client saw a failure");
+
+    put(&client, "D3").await.expect("the next call gets a fresh connection");
+    assert_eq!(proxy.faults_of("PutItem", "DropBeforeForward"), 1);
+    assert_eq!(proxy.faults_of("PutItem", "DropAfterForward"), 1);
+    assert_eq!(proxy.faults_of(ANY_OPERATION, "DropAfterForward"), 1);
+    assert_eq!(proxy.calls("PutItem"), 3);
+}
+
+#[tokio::test]
+async fn sqs_over_limit_and_internal_errors_on_receive_delete_and_visibility() {
+    let emulator = Emulator::start();
+    let proxy = FaultProxy::start(&emulator.endpoint).await;
+    let sqs = sqs_no_retry(&sdk_config_with_endpoint(&proxy.endpoint).await);
+    let queue_url =
+        sqs.create_queue().queue_name("jobs").send().await.expect("CreateQueue").queue_url.expect("queue url");
+    sqs.send_message().queue_url(&queue_url).message_body("hello").send().await.expect("SendMessage");
+
+    proxy.inject(FaultRule::new("ReceiveMessage", Fault::OverLimit).times(1));
+    let err = sqs.receive_message().queue_url(&queue_url).send().await.expect_err("OverLimit");
+    assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some("OverLimit"), "{err:?}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(403));
+    assert_eq!(AwsError::from_sdk(&err, "sqs:ReceiveMessage", "q", "r").action(), Action::Retry);
+    assert!(err.into_service_error().is_over_limit(), "the modeled OverLimit error");
+
+    // Received with visibility 0, so it stays receivable whatever happens to the delete.
+    let received = sqs.receive_message().queue_url(&queue_url).visibility_timeout(0).send().await.expect("receive");
+    let receipt = received.messages.unwrap_or_default()[0].receipt_handle.clone().expect("receipt");
+    let delete_entry = aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+        .id("0")
+        .receipt_handle(&receipt)
+        .build()
+        .expect("entry");
+    let visibility_entry = aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+        .id("0")
+        .receipt_handle(&receipt)
+        .visibility_timeout(0)
+        .build()
+        .expect("entry");
+
+    proxy.inject(FaultRule::new("ChangeMessageVisibilityBatch", Fault::OverLimit).times(1));
+    proxy.inject(FaultRule::new("ChangeMessageVisibilityBatch", Fault::InternalError).times(1));
+    for (code, status) in [("OverLimit", 403), ("InternalError", 500)] {
+        let err = sqs
+            .change_message_visibility_batch()
+            .queue_url(&queue_url)
+            .entries(visibility_entry.clone())
+            .send()
+            .await
+            .expect_err("faulted ChangeMessageVisibilityBatch");
+        assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some(code), "{err:?}");
+        assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(status));
+        assert_eq!(AwsError::from_sdk(&err, "sqs:ChangeMessageVisibilityBatch", "q", "r").action(), Action::Retry);
+    }
+
+    proxy.inject(FaultRule::new("DeleteMessageBatch", Fault::InternalError).times(1));
+    let err = sqs
+        .delete_message_batch()
+        .queue_url(&queue_url)
+        .entries(delete_entry.clone())
+        .send()
+        .await
+        .expect_err("500 on DeleteMessageBatch");
+    assert_eq!(aws_sdk_sqs::error::ProvideErrorMetadata::code(&err), Some("InternalError"), "{err:?}");
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(500));
+    let again = sqs.receive_message().queue_url(&queue_url).send().await.expect("receive");
+    assert_eq!(again.messages.unwrap_or_default().len(), 1, "an InternalError (not after apply) deleted nothing");
+    assert_eq!(proxy.faults_of("ReceiveMessage", "OverLimit"), 1);
+    assert_eq!(proxy.faults_of("ChangeMessageVisibilityBatch", "OverLimit"), 1);
+    assert_eq!(proxy.faults_of("ChangeMessageVisibilityBatch", "InternalError"), 1);
+    assert_eq!(proxy.faults_of("DeleteMessageBatch", "InternalError"), 1);
+    assert_eq!(proxy.faults_injected(ANY_OPERATION), 4);
+}
+
+#[tokio::test]
+async fn inject_mix_gives_each_fault_its_overall_share() {
+    let (_emulator, proxy, _direct, client) = setup().await;
+    proxy.inject_mix(
+        "ListTables",
+        &[(Fault::Throttle, 0.2), (Fault::InternalError, 0.1), (Fault::ServiceUnavailable, 0.1)],
+    );
+    let calls: u32 = 400;
+    for _ in 0..calls {
+        let _ = client.list_tables().send().await;
+    }
+    let share = |fault: &str| proxy.faults_of("ListTables", fault) as f64 / f64::from(calls);
+    // Seeded, so the same every run; the bounds only say "about right".
+    assert!((0.14..=0.26).contains(&share("Throttle")), "Throttle {}", share("Throttle"));
+    assert!((0.05..=0.15).contains(&share("InternalError")), "InternalError {}", share("InternalError"));
+    assert!((0.05..=0.15).contains(&share("ServiceUnavailable")), "ServiceUnavailable {}", share("ServiceUnavailable"));
+    assert_eq!(proxy.calls("ListTables"), u64::from(calls));
+}
+
+/// Every configured (operation, fault) was injected at least once.
+fn assert_each_fault_injected(proxy: &FaultProxy, expected: &[(&str, Fault)]) {
+    for (operation, fault) in expected {
+        assert!(
+            proxy.faults_of(operation, fault.name()) > 0,
+            "{fault:?} never hit {operation}: {:?}",
+            proxy.fault_counts()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_loses_nothing_to_dropped_connections_slow_answers_and_5xx_on_writes() {
+    let w = World::with_max_receive_count(50).await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    let mix = [
+        (Fault::DropBeforeForward, 0.15),
+        (Fault::DropAfterForward, 0.15),
+        (Fault::InternalError, 0.05),
+        (Fault::ServiceUnavailable, 0.05),
+    ];
+    for operation in ["PutItem", "UpdateItem"] {
+        // Longer than the worker's 5 s attempt timeout: the attempt is abandoned,
+        // and the request still reaches moto afterwards (a late duplicate write).
+        proxy.inject(FaultRule::new(operation, Fault::Latency(Duration::from_secs(6))).times(1));
+        proxy.inject_mix(operation, &mix);
+    }
+    let s = scenario(11, 10, 5);
+    w.send(&s.deliveries).await;
+    let summary = w.run_via(&proxy.endpoint, w.config()).await.expect("run");
+
+    // DynamoDB's SDK retries are off in the worker, so each injection is a
+    // failed attempt the worker itself saw and retried.
+    let mut expected: Vec<(&str, Fault)> = Vec::new();
+    for operation in ["PutItem", "UpdateItem"] {
+        expected.push((operation, Fault::Latency(Duration::ZERO)));
+        expected.extend(mix.iter().map(|(fault, _)| (operation, fault.clone())));
+    }
+    assert_each_fault_injected(&proxy, &expected);
+    assert_eq!(summary.panicked, 0);
+    assert_tables_equal(&without_clock(w.table().await), &expected_table(&s.events));
+    assert_eq!(assert_dead_letters(&w.dead_letters().await, &s.poison), 0, "each poison forwarded once");
+    assert_eq!(w.queue_counts().await, (0, 0), "nothing left behind");
+    let finished: u64 = TERMINAL_OUTCOMES.iter().map(|o| summary.outcomes[o]).sum();
+    assert_eq!(finished, s.deliveries.len() as u64, "every delivery finished once: {summary:?}");
+}
+
+/// How long the predecessors of the deferred patches are held back.
+const PREDECESSOR_DELAY_SECONDS: i32 = 25;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqs_errors_on_receive_delete_and_visibility_reach_the_worker_and_lose_nothing() {
+    let w = World::with_max_receive_count(50).await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    // Each fault once, in this order, on the first calls of each operation
+    // (the SDK retries SQS calls up to 3 times, so consecutive faults reach
+    // the worker; OverLimit, first, is never retried), then a random mix.
+    let receive = [
+        Fault::OverLimit,
+        Fault::ThrottlingException,
+        Fault::InternalError,
+        Fault::ServiceUnavailable,
+        Fault::DropBeforeForward,
+        Fault::DropAfterForward,
+        Fault::InternalErrorAfterApply,
+    ];
+    let delete = [
+        Fault::OverLimit,
+        Fault::InternalError,
+        Fault::ThrottlingException,
+        Fault::DropBeforeForward,
+        Fault::InternalErrorAfterApply,
+        Fault::DropAfterForward,
+    ];
+    let visibility = [
+        Fault::OverLimit,
+        Fault::InternalError,
+        Fault::ThrottlingException,
+        Fault::DropBeforeForward,
+        Fault::DropAfterForward,
+    ];
+    let mut expected: Vec<(&str, Fault)> = Vec::new();
+    for (operation, faults) in [
+        ("ReceiveMessage", &receive[..]),
+        ("DeleteMessageBatch", &delete[..]),
+        ("ChangeMessageVisibilityBatch", &visibility[..]),
+    ] {
+        for fault in faults {
+            proxy.inject(FaultRule::new(operation, fault.clone()).times(1));
+            expected.push((operation, fault.clone()));
+        }
+        let share = 0.2 / faults.len() as f64;
+        proxy.inject_mix(operation, &faults.iter().map(|f| (f.clone(), share)).collect::<Vec<_>>());
+    }
+    // Patches whose predecessors are held back (SQS DelaySeconds) are deferred
+    // again and again, each on its own schedule: many visibility changes.
+    let s = scenario(12, 8, 4);
+    let mut events = s.events.clone();
+    let mut sent = Vec::new();
+    // Built before publishing, so the delays below count from the worker's start.
+    let _ = worker_binary();
+    for (i, delay) in [0, 2, 4, 6].into_iter().enumerate() {
+        let id = format!("lead{i}");
+        let v1 = json!({"type": "StudentUpserted", "eventId": format!("{id}-v1"), "studentId": id, "version": 1, "student": {"name": "Lead"}});
+        let v2 = json!({"type": "StudentPatched", "eventId": format!("{id}-v2"), "studentId": id, "version": 2, "student": {"grade": 7}});
+        sent.push(publish_delayed(&w.sqs, &w.queue_url, &v2.to_string(), delay).await);
+        sent.push(publish_delayed(&w.sqs, &w.queue_url, &v1.to_string(), PREDECESSOR_DELAY_SECONDS).await);
+        events.extend([v1, v2]);
+    }
+    sent.extend(publish(&w.sqs, &w.queue_url, &s.deliveries).await);
+
+    let run = WorkerProcess::spawn(&w, &proxy.endpoint, &[("WORKER_EXIT_WHEN_EMPTY", "true")])
+        .wait(Duration::from_secs(600))
+        .await;
+    assert!(run.ended_as_expected(), "{:?}\n{}", run.status, run.stderr);
+    assert!(!run.panicked(), "{}", run.stderr);
+    assert_each_fault_injected(&proxy, &expected);
+    // The worker's own log says it met each kind of failure.
+    for text in ["receive failed", "delete failed", "visibility change failed"] {
+        assert!(run.lines_saying(text) > 0, "no '{text}' line: the fault never reached the worker");
+    }
+    assert_tables_equal(&without_clock(w.table().await), &expected_table(&events));
+    assert_dead_letters(&w.dead_letters().await, &s.poison);
+    assert_eq!(w.queue_counts().await, (0, 0), "nothing left behind");
+    let mut ledger = Ledger::default();
+    ledger.add(&run);
+    let audit = ledger.audit(&sent, &s.poison);
+    assert_eq!(audit.lost(), 0, "{audit:?}");
+    assert_eq!(audit.dead_lettered, s.poison.len());
 }
