@@ -12,6 +12,8 @@
 //! attributes: the last test shows where such a body ends (in the DLQ by
 //! redrive, without an `ErrorCode`), using a DLQ with a smaller limit.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -22,7 +24,10 @@ use student_shared::limits::{
 };
 use student_shared::{Change, EventKind, StudentEvent, StudentPatch, StudentRecord, decode};
 use student_worker::aws::Clients;
+use student_worker::concurrency::Limiter;
 use student_worker::error::{Action, Kind};
+use student_worker::heartbeat::Lease;
+use student_worker::poll::Received;
 use student_worker::write::{WriteError, Writer, Written};
 use student_worker_tests::world::World;
 use tokio::time::Instant;
@@ -36,7 +41,8 @@ const WIDE: char = '😀';
 
 fn writer(w: &World) -> Writer {
     let clients = Clients::for_worker(&w.sdk, &w.config());
-    Writer::new(clients.dynamodb, &w.table, &clients.region)
+    let limiter = Limiter::new(w.config().concurrency);
+    Writer::new(clients.dynamodb, &w.table, &clients.region, limiter)
 }
 
 fn upsert_event(student_id: &str, version: u64, record: StudentRecord) -> StudentEvent {
@@ -50,8 +56,19 @@ fn upsert_event(student_id: &str, version: u64, record: StudentRecord) -> Studen
     }
 }
 
-fn far_deadline() -> Instant {
-    Instant::now() + Duration::from_secs(60)
+/// A lease whose deadline is a minute away: time for every attempt.
+fn far_deadline() -> Arc<Lease> {
+    let now = Instant::now();
+    Lease::new(&Received {
+        message_id: "bad-input".into(),
+        receipt_handle: "unused".into(),
+        body: String::new(),
+        receive_count: 1,
+        received_at: now,
+        visible_until: now + Duration::from_secs(60),
+        group_id: None,
+        attributes: HashMap::new(),
+    })
 }
 
 /// Asserts a write was refused by DynamoDB as a bad item: dead-letter it
@@ -71,13 +88,13 @@ async fn an_item_over_400_kb_is_rejected_once_not_retried_and_not_fatal() {
     let writer = writer(&w);
     // Only a hand-made event can be this big: the contract caps `name` at 256 characters.
     let huge = StudentRecord { name: "x".repeat(MAX_ITEM_BYTES + 10_000), ..StudentRecord::default() };
-    let put = writer.write(&upsert_event("big", 1, huge), far_deadline()).await;
+    let put = writer.write(&upsert_event("big", 1, huge), &far_deadline()).await;
     assert_rejected(&put.result, put.attempts);
     assert!(w.table().await.is_empty());
 
     // An UpdateItem that would grow a stored item past the limit: the same.
     let big = StudentRecord { name: "y".repeat(MAX_ITEM_BYTES / 2), ..StudentRecord::default() };
-    let stored = writer.write(&upsert_event("grows", 1, big), far_deadline()).await;
+    let stored = writer.write(&upsert_event("grows", 1, big), &far_deadline()).await;
     assert_eq!(stored.result.expect("half the limit fits"), Written::Applied);
     let patch = StudentEvent {
         kind: EventKind::StudentPatched,
@@ -87,7 +104,7 @@ async fn an_item_over_400_kb_is_rejected_once_not_retried_and_not_fatal() {
         occurred_at: None,
         change: Change::Patch(StudentPatch { name: Some("z".repeat(MAX_ITEM_BYTES)), ..StudentPatch::default() }),
     };
-    let update = writer.write(&patch, far_deadline()).await;
+    let update = writer.write(&patch, &far_deadline()).await;
     assert_rejected(&update.result, update.attempts);
     // Not checked: the stored item afterwards. moto 5.2.5 applies the SET
     // actions before the one that overflows (Version 2 with the old Name);
@@ -111,7 +128,7 @@ async fn the_largest_valid_event_fits_in_an_item() {
     .to_string();
     assert!(body.len() < MAX_ITEM_BYTES / 20, "{} bytes: the contract keeps items far below 400 KB", body.len());
     let event = decode(body.as_bytes()).expect("the largest valid event").event;
-    let written = writer(&w).write(&event, far_deadline()).await;
+    let written = writer(&w).write(&event, &far_deadline()).await;
     assert_eq!(written.result.expect("stored"), Written::Applied);
 }
 
