@@ -153,7 +153,11 @@ async fn receive_loop(
     // Messages held (being received, waiting or written).
     let held = Arc::new(Semaphore::new(config.concurrency + most_receives * per_receive));
     let mut receives = Receiving::new();
-    let mut idle = false;
+    // Start as if idle: nothing is known to be waiting yet. One receive takes
+    // what is there (up to a batch), and the first non-empty batch opens the
+    // pipe; several receives at once would split a burst of one student's
+    // events across batches and defer the later ones for no reason.
+    let mut idle = true;
     let mut failures = 0;
     loop {
         let room = receives.len() < if idle { 1 } else { most_receives };
