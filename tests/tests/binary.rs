@@ -109,7 +109,17 @@ async fn sigterm_during_work_loses_nothing() {
     sigterm(child.id());
     let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.expect("join").expect("wait");
     assert!(out.status.success(), "SIGTERM must exit 0: {:?}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
-    let (visible, in_flight) = w.queue_counts().await;
+    // Released messages are visible at once; a patch deferred just before the
+    // stop stays hidden for its deferral (2 s, then 8 s), never for the 30 s
+    // visibility timeout a stranded message would keep.
+    let released_by = Instant::now() + Duration::from_secs(12);
+    let (visible, in_flight) = loop {
+        let (visible, in_flight) = w.queue_counts().await;
+        if in_flight == 0 || Instant::now() > released_by {
+            break (visible, in_flight);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert_eq!(in_flight, 0, "every unfinished message was released, none left invisible");
     assert!(visible > 0, "the test should stop the worker mid-queue (raise the event count)");
 
