@@ -450,6 +450,11 @@ async fn the_worker_loses_nothing_to_dropped_connections_slow_answers_and_5xx_on
         // Longer than the worker's 5 s attempt timeout: the attempt is abandoned,
         // and the request still reaches moto afterwards (a late duplicate write).
         proxy.inject(FaultRule::new(operation, Fault::Latency(Duration::from_secs(6))).times(1));
+        // Each fault once for sure (the mix alone is random, and how many
+        // writes meet it depends on timing), then the mix.
+        for (fault, _) in &mix {
+            proxy.inject(FaultRule::new(operation, fault.clone()).times(1));
+        }
         proxy.inject_mix(operation, &mix);
     }
     let s = scenario(11, 10, 5);
