@@ -9,14 +9,19 @@ use tokio_util::sync::CancellationToken;
 const FORCED_EXIT_CODE: i32 = 130;
 
 /// A token cancelled by the first SIGTERM or SIGINT.
+///
+/// The handlers are installed before this returns, not in the spawned task:
+/// a SIGTERM that arrives before that task first runs must drain the worker,
+/// not kill it with the default disposition.
 pub fn on_signals() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
+    let mut signals = Signals::install();
     tokio::spawn(async move {
-        let first = wait_for_signal().await;
+        let first = signals.next().await;
         tracing::info!(signal = first, "shutting down: no new receives, draining in-flight messages");
         cancel.cancel();
-        let second = wait_for_signal().await;
+        let second = signals.next().await;
         tracing::warn!(
             signal = second,
             "second signal: exiting now; unfinished messages reappear after their visibility timeout"
@@ -26,27 +31,52 @@ pub fn on_signals() -> CancellationToken {
     token
 }
 
+/// The installed SIGTERM and SIGINT streams.
 #[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return ctrl_c().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        name = ctrl_c() => name,
+struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self { term: signal(SignalKind::terminate()).ok(), int: signal(SignalKind::interrupt()).ok() }
+    }
+
+    /// The next signal's name; never resolves when no handler could be installed.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            Some(()) = recv(&mut self.term) => "SIGTERM",
+            Some(()) = recv(&mut self.int) => "SIGINT",
+            else => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> &'static str {
-    ctrl_c().await
-}
+struct Signals;
 
-async fn ctrl_c() -> &'static str {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => "SIGINT",
-        // No signal handling possible: never resolve rather than shut down.
-        Err(_) => std::future::pending().await,
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Self {
+        Self
+    }
+
+    async fn next(&mut self) -> &'static str {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => "SIGINT",
+            // No signal handling possible: never resolve rather than shut down.
+            Err(_) => std::future::pending().await,
+        }
     }
 }
