@@ -14,16 +14,21 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 
-# 1. Dependencies only: every member's manifest with stub sources.
+# 1. Dependencies only: every workspace member's manifest (cargo loads them
+# all, even for `-p student-worker`) with stub sources. The stubs of tests/ and
+# bench/endpoint/ stay: they are never built, but cargo refuses a member with
+# no target.
 COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY shared/Cargo.toml shared/Cargo.toml
 COPY worker/Cargo.toml worker/Cargo.toml
 COPY tests/Cargo.toml tests/Cargo.toml
-RUN mkdir -p shared/src worker/src tests/src \
-    && touch shared/src/lib.rs worker/src/lib.rs tests/src/lib.rs \
+COPY bench/endpoint/Cargo.toml bench/endpoint/Cargo.toml
+RUN mkdir -p shared/src worker/src tests/src bench/endpoint/src \
+    && touch shared/src/lib.rs worker/src/lib.rs tests/src/lib.rs bench/endpoint/src/lib.rs \
     && echo 'fn main() {}' > worker/src/main.rs \
+    && echo 'fn main() {}' > bench/endpoint/src/main.rs \
     && cargo build --release --locked -p student-worker \
-    && rm -rf shared/src worker/src tests/src
+    && rm -rf shared/src worker/src
 
 # 2. The worker itself. `touch` makes cargo rebuild the two crates whose
 # stub outputs are newer than the copied sources.

@@ -265,6 +265,18 @@ async fn drain_queue(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<DeadLetter> {
 const TEST_CRATE_ENV: [&str; 6] =
     ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"];
 
+/// Removes what cargo told this test process about its own crate from a
+/// nested cargo's environment: ring's build script watches some of those
+/// variables, so passing them on would rebuild the SDK there and again at
+/// the next `cargo test`.
+pub fn strip_test_crate_env(cargo: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if TEST_CRATE_ENV.iter().any(|prefix| name.to_string_lossy().starts_with(prefix)) {
+            cargo.env_remove(name);
+        }
+    }
+}
+
 /// The `student-worker` binary, built once per test process with the same
 /// cargo (tests in another package cannot use `CARGO_BIN_EXE_*`).
 pub fn worker_binary() -> PathBuf {
@@ -275,14 +287,7 @@ pub fn worker_binary() -> PathBuf {
             let mut build = Command::new(cargo);
             build.current_dir(workspace_root());
             build.args(["build", "--quiet", "--locked", "-p", "student-worker", "--bin", "student-worker"]);
-            // cargo test gives this process the test crate's CARGO_PKG_NAME,
-            // CARGO_MANIFEST_DIR, ...; ring's build script watches some, so passing
-            // them on would rebuild the SDK here and again at the next `cargo test`.
-            for (name, _) in std::env::vars_os() {
-                if TEST_CRATE_ENV.iter().any(|prefix| name.to_string_lossy().starts_with(prefix)) {
-                    build.env_remove(name);
-                }
-            }
+            strip_test_crate_env(&mut build);
             let status = build.status().expect("run cargo build for the worker binary");
             assert!(status.success(), "building the student-worker binary failed");
             let target =

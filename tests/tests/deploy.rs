@@ -1,5 +1,5 @@
 //! The deployment artifacts, each checked by a real tool: the Dockerfile by
-//! hadolint, the task definition by boto3's ECS model and the emulator's
+//! hadolint and by replaying its build stage without Docker, the task definition by boto3's ECS model and the emulator's
 //! RegisterTaskDefinition, the IAM policies by parliament and by recording
 //! every AWS call `run` and `healthcheck` (task role) and `doctor` and `dlq`
 //! (operator) make, the CloudFormation template by cfn-lint.
@@ -7,7 +7,7 @@
 //! missing one fails the test.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use clap::CommandFactory;
@@ -141,6 +141,101 @@ fn the_build_context_holds_what_the_dockerfile_copies() {
             assert!(kept, "COPY {source}: .dockerignore keeps it out of the build context");
         }
     }
+}
+
+/// The repository paths `.dockerignore` lets into the build context: it
+/// shuts everything out (`*`) and lets exceptions back in (`!path`).
+fn build_context_paths() -> Vec<String> {
+    let ignore = read(".dockerignore");
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "everything else stays out of the context");
+    ignore.lines().filter_map(|l| l.trim().strip_prefix('!')).map(|p| p.trim_end_matches('/').to_owned()).collect()
+}
+
+/// Copies a file, or a directory with everything under it.
+fn copy_path(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+        for entry in std::fs::read_dir(from).expect("read_dir").map(|e| e.expect("dir entry")) {
+            copy_path(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir parent");
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    }
+}
+
+/// `path` of the image's file system, under the replay's stand-in root.
+fn in_root(root: &Path, workdir: &Path, path: &str) -> PathBuf {
+    if path.starts_with('/') { root.join(path.trim_start_matches('/')) } else { workdir.join(path) }
+}
+
+#[test]
+fn the_build_stage_replayed_without_docker_builds_a_worker_that_runs() {
+    // No Docker engine runs here, so the build stage's WORKDIR, COPY and RUN
+    // steps are replayed with `sh` in a stand-in root, on exactly what
+    // .dockerignore lets into the context: a workspace member or a source
+    // left out of the context fails here as it would in `docker build`. Only
+    // the release profile is made cheap (no LTO, no optimisation): the steps
+    // and the manifests are the Dockerfile's own.
+    let steps = instructions(&read("Dockerfile"));
+    let runtime = steps.iter().rposition(|(op, _)| op == "FROM").expect("runtime stage");
+    let (_, from_build) = steps[runtime..]
+        .iter()
+        .find(|(op, args)| op == "COPY" && args.starts_with("--from=build "))
+        .expect("the runtime copies the binary from the build stage");
+    let built = from_build.split_whitespace().nth(1).expect("COPY --from=build SOURCE DEST").to_owned();
+
+    let scratch = std::env::temp_dir().join(format!("student-worker-docker-replay-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (context, root) = (scratch.join("context"), scratch.join("root"));
+    for path in build_context_paths() {
+        copy_path(&root_file(&path), &context.join(&path));
+    }
+    let mut workdir = root.clone();
+    for (op, args) in &steps[1..runtime] {
+        match op.as_str() {
+            "WORKDIR" => {
+                workdir = in_root(&root, &workdir, args);
+                std::fs::create_dir_all(&workdir).expect("WORKDIR");
+            }
+            "COPY" => {
+                let parts: Vec<&str> = args.split_whitespace().collect();
+                let (sources, dest) = parts.split_at(parts.len() - 1);
+                for source in sources {
+                    let into = in_root(&root, &workdir, dest[0]);
+                    let target = if dest[0].ends_with('/') && !context.join(source).is_dir() {
+                        into.join(Path::new(source).file_name().expect("file name"))
+                    } else {
+                        into
+                    };
+                    assert!(context.join(source).exists(), "COPY {source}: not in the build context");
+                    copy_path(&context.join(source), &target);
+                }
+            }
+            "RUN" => {
+                let script =
+                    args.replace(&format!(" {built}"), &format!(" {}", in_root(&root, &workdir, &built).display()));
+                let mut sh = Command::new("sh");
+                sh.arg("-ec").arg(&script).current_dir(&workdir).env_remove("CARGO_TARGET_DIR");
+                sh.env("CARGO_PROFILE_RELEASE_LTO", "false")
+                    .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "0")
+                    .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
+                    .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+                student_worker_tests::world::strip_test_crate_env(&mut sh);
+                let out = output(sh);
+                assert!(out.status.success(), "RUN {script}\n{}{}", text(&out.stdout), text(&out.stderr));
+            }
+            other => panic!("the replay does not know the build stage's {other} instruction: teach it"),
+        }
+    }
+    let binary = in_root(&root, &workdir, &built);
+    let out = output({
+        let mut c = Command::new(&binary);
+        c.arg("--version");
+        c
+    });
+    assert!(out.status.success() && text(&out.stdout).starts_with("student-worker "), "{}", text(&out.stderr));
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 // ---------------------------------------------------------- task definition
