@@ -5,6 +5,7 @@
 //! operation. For measuring only: it applies no conditions and stores
 //! nothing, so it is never a correctness backend (the tests use moto).
 
+pub mod delay;
 pub mod events;
 pub mod queue;
 pub mod server;

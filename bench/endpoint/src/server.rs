@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::delay::Delay;
 use crate::events;
 use crate::queue::Queue;
 
@@ -83,6 +84,8 @@ struct Shared {
     /// Time writes spent here, arrival to answer, summed (nanoseconds): over
     /// the run's length it is the mean number of writes in flight.
     write_busy_nanos: AtomicU64,
+    /// Adds the configured latency precisely (tokio's timer rounds up to whole ms).
+    delay: Delay,
 }
 
 impl Shared {
@@ -119,6 +122,7 @@ impl Endpoint {
             wake: Notify::new(),
             writes: AtomicU64::new(0),
             write_busy_nanos: AtomicU64::new(0),
+            delay: Delay::start(),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(Self { addr, shared, accept })
@@ -202,7 +206,7 @@ async fn aws_call(shared: &Shared, target: &str, body: &[u8]) -> Response<Full<B
         state.settings.latency
     };
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        shared.delay.until(arrived + latency).await;
     }
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     match operation {
