@@ -21,9 +21,10 @@
 //! maxReceiveCount is [`MAX_RECEIVE_COUNT`] = 100: a healthy message is
 //! received again after every kill that caught it in flight, every lost
 //! receive, and every deferral (a patch delivered long before its
-//! predecessor is deferred up to ~10 times in a run of a few minutes, its
-//! delay doubling to 60 s). 100 is far above that sum, so redrive never
-//! takes a healthy message; a healthy message in the DLQ fails the test.
+//! predecessor is deferred again every 16 s at most, `WORKER_MAX_DEFER_SECONDS`,
+//! for as long as that predecessor is held up). 100 is far above that sum,
+//! so redrive never takes a healthy message; a healthy message in the DLQ
+//! fails the test.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -46,6 +47,10 @@ const DEFAULT_KILLS: usize = 4;
 const SIGTERM_EVERY: usize = 4;
 /// The worker's visibility timeout: the shortest allowed, so killed messages come back soon.
 const VISIBILITY_TIMEOUT_SECONDS: &str = "15";
+/// Cap of the deferral ladder (2, 8, then 16 s): with the default 900 s a
+/// patch deferred for the 5th time waits 512 s, and the final run with it;
+/// the many receives this costs are what maxReceiveCount 100 is for.
+const MAX_DEFER_SECONDS: &str = "16";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
@@ -82,6 +87,7 @@ fn worker(w: &World, proxy: &FaultProxy, exit_when_empty: bool) -> WorkerProcess
         &[
             ("SQS_VISIBILITY_TIMEOUT_SECONDS", VISIBILITY_TIMEOUT_SECONDS),
             ("WORKER_SHUTDOWN_GRACE_SECONDS", "5"),
+            ("WORKER_MAX_DEFER_SECONDS", MAX_DEFER_SECONDS),
             ("WORKER_EXIT_WHEN_EMPTY", exit),
         ],
     )

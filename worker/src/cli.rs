@@ -66,6 +66,9 @@ pub struct RunArgs {
     /// The visibility heartbeat keeps a message invisible at most this long after its receive; 0: off [default: 300].
     #[arg(long, env = "WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", value_name = "SECONDS")]
     pub max_visibility_extension_seconds: Option<String>,
+    /// Longest a deferred patch is hidden before it comes back, 1–43200 [default: 900].
+    #[arg(long, env = "WORKER_MAX_DEFER_SECONDS", value_name = "SECONDS")]
+    pub max_defer_seconds: Option<String>,
     /// Drain budget after SIGTERM, below ECS `stopTimeout` [default: 25].
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,

@@ -17,6 +17,8 @@ pub const MAX_VISIBILITY_TIMEOUT_SECONDS: i32 = 43_200;
 pub const MIN_VISIBILITY_TIMEOUT_SECONDS: i32 = 15;
 /// Default for how long the heartbeat may keep a message after its receive: 5 minutes.
 pub const DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS: i32 = 300;
+/// Default cap of the deferral ladder (15 minutes): see `process::defer_seconds`.
+pub const DEFAULT_MAX_DEFER_SECONDS: i32 = 900;
 /// Upper bound on concurrency: far above what one task's connection pool uses well.
 pub const MAX_CONCURRENCY: usize = 4096;
 
@@ -40,6 +42,9 @@ pub struct RunConfig {
     /// The heartbeat keeps a message invisible at most this long after its
     /// receive (`WORKER_MAX_VISIBILITY_EXTENSION_SECONDS`); 0: no heartbeat.
     pub max_visibility_extension_seconds: i32,
+    /// Longest a deferred patch is hidden before it comes back
+    /// (`WORKER_MAX_DEFER_SECONDS`): the cap of the deferral ladder.
+    pub max_defer_seconds: i32,
     /// Drain budget after SIGTERM (`WORKER_SHUTDOWN_GRACE_SECONDS`).
     pub shutdown_grace_seconds: u64,
     /// Stop when the queue is empty and nothing is in flight (`WORKER_EXIT_WHEN_EMPTY`).
@@ -74,6 +79,7 @@ impl RunConfig {
             batch_size: MAX_BATCH_SIZE,
             visibility_timeout_seconds: 60,
             max_visibility_extension_seconds: DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS,
+            max_defer_seconds: DEFAULT_MAX_DEFER_SECONDS,
             shutdown_grace_seconds: 25,
             exit_when_empty: false,
             observe: ObserveConfig::off(),
@@ -106,6 +112,14 @@ impl RunConfig {
             60,
         )?;
         c.max_visibility_extension_seconds = max_extension(args, c.visibility_timeout_seconds)?;
+        c.max_defer_seconds = int(
+            &args.max_defer_seconds,
+            "WORKER_MAX_DEFER_SECONDS",
+            "max-defer-seconds",
+            1,
+            MAX_VISIBILITY_TIMEOUT_SECONDS,
+            DEFAULT_MAX_DEFER_SECONDS,
+        )?;
         c.shutdown_grace_seconds =
             int(&args.shutdown_grace_seconds, "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown-grace-seconds", 0, 3600, 25)?;
         c.exit_when_empty = boolean(&args.exit_when_empty, "WORKER_EXIT_WHEN_EMPTY", "exit-when-empty")?;
@@ -246,6 +260,7 @@ mod tests {
         assert_eq!((c.concurrency, c.wait_time_seconds, c.batch_size), (32, 20, 10));
         assert_eq!((c.visibility_timeout_seconds, c.shutdown_grace_seconds), (60, 25));
         assert_eq!(c.max_visibility_extension_seconds, 300);
+        assert_eq!(c.max_defer_seconds, 900);
         assert_eq!(c.dlq_url, None);
         assert!(!c.exit_when_empty);
     }
@@ -272,6 +287,15 @@ mod tests {
         let mut a = args();
         a.concurrency = Some("0".into());
         assert_eq!(RunConfig::from_args(&a).expect_err("zero").variable, "WORKER_CONCURRENCY");
+        let mut a = args();
+        a.max_defer_seconds = Some("0".into());
+        let e = RunConfig::from_args(&a).expect_err("a deferral hides the patch");
+        assert_eq!(
+            e.to_string(),
+            r#"WORKER_MAX_DEFER_SECONDS (--max-defer-seconds) is "0"; expected an integer from 1 to 43200 (default 900)"#
+        );
+        a.max_defer_seconds = Some("16".into());
+        assert_eq!(RunConfig::from_args(&a).expect("in range").max_defer_seconds, 16);
     }
 
     #[test]

@@ -27,12 +27,11 @@ use crate::write::{WriteError, Writer, Written};
 
 /// A deferred patch first comes back after this long...
 pub const DEFER_BASE_SECONDS: i32 = 2;
-/// ...four times longer with each receive...
-pub const DEFER_GROWTH: i32 = 4;
-/// ...up to this (15 minutes), so that within maxReceiveCount 5 a patch waits
+/// ...four times longer with each receive, up to `WORKER_MAX_DEFER_SECONDS`
+/// (default 15 minutes), so that within maxReceiveCount 5 a patch waits
 /// 2 + 8 + 32 + 128 + 512 s ≈ 11 min for its predecessor: longer than a
 /// predecessor held through a whole heartbeat period (5 min by default).
-pub const DEFER_MAX_SECONDS: i32 = 900;
+pub const DEFER_GROWTH: i32 = 4;
 
 /// One message with its decoded event (or why it has none) and its lease.
 #[derive(Debug)]
@@ -107,10 +106,10 @@ fn group_by(batch: Vec<Work>, key: impl Fn(&Work) -> Option<String>) -> Vec<Vec<
     groups.into_iter().map(|(_, group)| group).collect()
 }
 
-/// How long a deferred patch stays invisible: grows with each receive.
-pub fn defer_seconds(receive_count: u32) -> i32 {
-    let steps = receive_count.saturating_sub(1).min(8);
-    (0..steps).fold(DEFER_BASE_SECONDS, |s, _| s.saturating_mul(DEFER_GROWTH)).min(DEFER_MAX_SECONDS)
+/// How long a deferred patch stays invisible: grows with each receive, up to `max_seconds`.
+pub fn defer_seconds(receive_count: u32, max_seconds: i32) -> i32 {
+    let steps = receive_count.saturating_sub(1).min(16);
+    (0..steps).fold(DEFER_BASE_SECONDS, |s, _| s.saturating_mul(DEFER_GROWTH)).min(max_seconds)
 }
 
 /// Whether a group's next message may go ahead after this outcome: the
@@ -134,6 +133,8 @@ pub struct Context {
     pub fatal: FatalSlot,
     /// Outcomes so far.
     pub counts: OutcomeCounts,
+    /// The cap of the deferral ladder (`WORKER_MAX_DEFER_SECONDS`).
+    pub max_defer_seconds: i32,
 }
 
 /// How many messages ended with each outcome.
@@ -257,7 +258,7 @@ async fn handle(ctx: &Context, work: &Work) -> Handled {
                 Handled::new(Outcome::Stale, Some(Ack::Delete(receipt)), attempts)
             }
             ConditionFailure::Deferred { .. } => {
-                let delay = defer_seconds(work.message.receive_count);
+                let delay = defer_seconds(work.message.receive_count, ctx.max_defer_seconds);
                 Handled::new(Outcome::Deferred, Some(Ack::Visibility(receipt, delay)), attempts)
             }
             ConditionFailure::PatchOnDeleted => {
@@ -344,6 +345,7 @@ fn log_outcome(work: &Work, handled: &Handled) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DEFAULT_MAX_DEFER_SECONDS;
     use tokio::time::Instant;
 
     fn work(body: &str, group: Option<&str>) -> Work {
@@ -394,11 +396,17 @@ mod tests {
 
     #[test]
     fn deferral_grows_and_is_capped() {
-        let delays: Vec<i32> = (1..=8).map(defer_seconds).collect();
+        let default = |n| defer_seconds(n, DEFAULT_MAX_DEFER_SECONDS);
+        let delays: Vec<i32> = (1..=8).map(default).collect();
         assert_eq!(delays, vec![2, 8, 32, 128, 512, 900, 900, 900]);
-        assert_eq!(defer_seconds(u32::MAX), 900);
+        assert_eq!(default(u32::MAX), 900);
         // Within maxReceiveCount 5 a deferred patch waits longer than the default heartbeat period.
-        assert!((1..=5).map(defer_seconds).sum::<i32>() > 600);
+        assert!((1..=5).map(default).sum::<i32>() > 600);
+        // A smaller cap (WORKER_MAX_DEFER_SECONDS) holds from where the ladder reaches it.
+        let capped: Vec<i32> = (1..=4).map(|n| defer_seconds(n, 10)).collect();
+        assert_eq!(capped, vec![2, 8, 10, 10]);
+        // SQS's 12-hour limit is the largest cap; the ladder never overflows on the way.
+        assert_eq!(defer_seconds(u32::MAX, 43_200), 43_200);
     }
 
     #[test]

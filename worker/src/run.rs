@@ -96,6 +96,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         abort: abort.clone(),
         fatal: fatal.clone(),
         counts: OutcomeCounts::default(),
+        max_defer_seconds: config.max_defer_seconds,
     });
     let poller = Poller::new(clients.sqs.clone(), &config, &clients.region);
     let mut tasks = JoinSet::new();
