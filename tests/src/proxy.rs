@@ -24,6 +24,7 @@
 //! | [`Fault::InternalError`] | 500 `InternalServerError` | 500 `InternalError` |
 //! | [`Fault::InternalErrorAfterApply`] | 500 `InternalServerError` | 500 `InternalError` |
 //! | [`Fault::OverLimit`] | 400 `LimitExceededException` | 403 `OverLimit` |
+//! | [`Fault::PartialBatchFailure`] | (forwarded unchanged) | 200, first entry in `Failed` as `InternalError` |
 //!
 //! Two faults send no answer at all: [`Fault::DropBeforeForward`] closes the
 //! client's connection without forwarding the request, and
@@ -31,6 +32,23 @@
 //! and then closes the connection. The SDK sees an incomplete response (a
 //! dispatch or response error, no service error code), as with a load
 //! balancer or NAT gateway that resets a connection.
+//!
+//! One fault answers 200 and fails only part of the call:
+//! [`Fault::PartialBatchFailure`], for the SQS batch operations
+//! (`DeleteMessageBatch`, `ChangeMessageVisibilityBatch`,
+//! `SendMessageBatch`). The proxy takes the FIRST entry out of the request's
+//! `Entries`, forwards the rest to the upstream (which acts on them), and adds
+//! the removed entry to the response's `Failed` list:
+//!
+//! ```json
+//! {"Id": "<its Id>", "Code": "InternalError", "SenderFault": false,
+//!  "Message": "injected by the test FaultProxy (PartialBatchFailure)"}
+//! ```
+//!
+//! A batch of one entry is not forwarded at all; the answer is
+//! `{"Successful": [], "Failed": [that entry]}`. A request without a
+//! non-empty `Entries` list is forwarded unchanged (the injection still
+//! counts).
 //!
 //! Rates are set per test: [`FaultRule::rate`] for one rule, or
 //! [`FaultProxy::inject_mix`] for several faults on one operation with the
@@ -103,6 +121,10 @@ pub enum Fault {
     DropAfterForward,
     /// Waits this long, then forwards normally.
     Latency(Duration),
+    /// SQS batch calls: the first entry is not forwarded and comes back in
+    /// the 200 answer's `Failed` list (`InternalError`, not the sender's
+    /// fault); the other entries are forwarded and take effect.
+    PartialBatchFailure,
 }
 
 impl Fault {
@@ -121,6 +143,7 @@ impl Fault {
             Fault::DropBeforeForward => "DropBeforeForward",
             Fault::DropAfterForward => "DropAfterForward",
             Fault::Latency(_) => "Latency",
+            Fault::PartialBatchFailure => "PartialBatchFailure",
         }
     }
 }
@@ -402,6 +425,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
             let _applied = forward(&state, req).await;
             error_response(&Fault::InternalErrorAfterApply, sqs, &operation)
         }
+        Some(Fault::PartialBatchFailure) => partial_batch_failure(&state, req).await,
         Some(Fault::DropBeforeForward) => return Err(DroppedConnection),
         Some(Fault::DropAfterForward) => {
             let _applied = forward(&state, req).await;
@@ -443,6 +467,12 @@ async fn forward(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>>
         Ok(collected) => collected.to_bytes(),
         Err(e) => return plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}")),
     };
+    send_upstream(state, parts, body).await
+}
+
+/// Sends a request (its body possibly rewritten) to the upstream; hyper sets
+/// `Content-Length` from the body, so a shorter body needs nothing else.
+async fn send_upstream(state: &State, parts: hyper::http::request::Parts, body: Bytes) -> Response<Full<Bytes>> {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let uri = match Uri::builder()
         .scheme("http")
@@ -471,6 +501,69 @@ async fn forward(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>>
     let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = parts.status;
     copy_headers(&parts.headers, resp.headers_mut());
+    resp
+}
+
+/// [`Fault::PartialBatchFailure`]: fail the first entry, forward the others.
+async fn partial_batch_failure(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}")),
+    };
+    let Some((failed, rest)) = split_first_entry(&body) else {
+        return send_upstream(state, parts, body).await;
+    };
+    match rest {
+        Some(rest) => with_failed_entry(send_upstream(state, parts, rest).await, failed).await,
+        None => batch_answer(&serde_json::json!({"Successful": [], "Failed": [failed]})),
+    }
+}
+
+/// Takes the first of the request's `Entries` out: its `Failed` entry, and
+/// the body to forward (`None` when no entry is left). `None` when the body
+/// has no non-empty `Entries` list.
+fn split_first_entry(body: &[u8]) -> Option<(serde_json::Value, Option<Bytes>)> {
+    let mut request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let entries = request.get_mut("Entries")?.as_array_mut().filter(|e| !e.is_empty())?;
+    let first = entries.remove(0);
+    let failed = serde_json::json!({
+        "Id": first.get("Id").cloned().unwrap_or_default(),
+        "Code": "InternalError",
+        "Message": "injected by the test FaultProxy (PartialBatchFailure)",
+        "SenderFault": false,
+    });
+    let rest = (!entries.is_empty()).then(|| Bytes::from(request.to_string()));
+    Some((failed, rest))
+}
+
+/// Adds `failed` to a successful batch answer's `Failed` list; any other
+/// answer (an error for the whole call) is relayed as it is.
+async fn with_failed_entry(resp: Response<Full<Bytes>>, failed: serde_json::Value) -> Response<Full<Bytes>> {
+    if resp.status() != StatusCode::OK {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    // A `Full` body is one in-memory chunk: its error type is `Infallible`.
+    let Ok(collected) = body.collect().await;
+    let bytes = collected.to_bytes();
+    let mut answer: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(serde_json::Value::Object(answer)) => serde_json::Value::Object(answer),
+        _ => return Response::from_parts(parts, Full::new(bytes)),
+    };
+    match answer.get_mut("Failed").and_then(serde_json::Value::as_array_mut) {
+        Some(list) => list.push(failed),
+        None => answer["Failed"] = serde_json::json!([failed]),
+    }
+    Response::from_parts(parts, Full::new(Bytes::from(answer.to_string())))
+}
+
+/// A 200 awsJson answer with `body`, as SQS would send it.
+fn batch_answer(body: &serde_json::Value) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
+    headers.insert("x-amzn-requestid", HeaderValue::from_static("fault-proxy-injected"));
     resp
 }
 
@@ -518,13 +611,14 @@ fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<By
             (StatusCode::BAD_REQUEST, "com.amazonaws.dynamodb.v20120810#LimitExceededException", None)
         }
         (Fault::OverLimit, true) => (StatusCode::FORBIDDEN, "com.amazonaws.sqs#OverLimit", Some("OverLimit;Sender")),
-        // Latency and the drops never get here; a 500 is the safe answer.
+        // Latency, the drops and the partial failure never get here; a 500
+        // is the safe answer.
         (Fault::InternalError | Fault::InternalErrorAfterApply | Fault::Latency(_), false)
-        | (Fault::DropBeforeForward | Fault::DropAfterForward, false) => {
+        | (Fault::DropBeforeForward | Fault::DropAfterForward | Fault::PartialBatchFailure, false) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.dynamodb.v20120810#InternalServerError", None)
         }
         (Fault::InternalError | Fault::InternalErrorAfterApply | Fault::Latency(_), true)
-        | (Fault::DropBeforeForward | Fault::DropAfterForward, true) => {
+        | (Fault::DropBeforeForward | Fault::DropAfterForward | Fault::PartialBatchFailure, true) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.sqs#InternalError", Some("InternalError;Receiver"))
         }
     };

@@ -1,7 +1,8 @@
 //! Integration tests of the test support against a real moto: the
 //! [`FaultProxy`] (the SDK sees the injected errors with the intended codes,
 //! the after-apply faults really apply the call, dropped connections answer
-//! nothing, long polls pass through, the counters and shares add up) and the
+//! nothing, long polls pass through, the counters and shares add up, a
+//! partial batch failure fails just the first entry of an SQS batch) and the
 //! [`Emulator`]'s environment for child processes. Then each kind of fault
 //! through the proxy into the worker (in-process for writes, the binary for
 //! SQS calls, whose log shows what reached it): nothing is lost.
@@ -559,4 +560,152 @@ async fn sqs_errors_on_receive_delete_and_visibility_reach_the_worker_and_lose_n
     let audit = ledger.audit(&sent, &s.poison);
     assert_eq!(audit.lost(), 0, "{audit:?}");
     assert_eq!(audit.dead_lettered, s.poison.len());
+}
+
+/// A queue `jobs` (through the proxy) with `bodies` on it, all received at
+/// once with visibility 0 (so each stays receivable): (url, receipt per body).
+async fn queue_with_received(sqs: &aws_sdk_sqs::Client, bodies: &[&str]) -> (String, Vec<String>) {
+    let url = sqs.create_queue().queue_name("jobs").send().await.expect("CreateQueue").queue_url.expect("queue url");
+    for body in bodies {
+        sqs.send_message().queue_url(&url).message_body(*body).send().await.expect("SendMessage");
+    }
+    let got = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default();
+    let receipt = |body: &str| {
+        let m = got.iter().find(|m| m.body() == Some(body)).unwrap_or_else(|| panic!("{body} not received: {got:?}"));
+        m.receipt_handle.clone().expect("receipt handle")
+    };
+    let receipts = bodies.iter().map(|b| receipt(b)).collect();
+    (url, receipts)
+}
+
+/// The bodies receivable now (each hidden for 300 s once seen, so none repeats), sorted.
+async fn visible_bodies(sqs: &aws_sdk_sqs::Client, url: &str) -> Vec<String> {
+    let got = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .visibility_timeout(300)
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default();
+    let mut bodies: Vec<String> = got.into_iter().filter_map(|m| m.body).collect();
+    bodies.sort();
+    bodies
+}
+
+/// The entry ids of a batch answer's `Failed` list, checking each is the injected one.
+fn injected_failures(failed: &[aws_sdk_sqs::types::BatchResultErrorEntry]) -> Vec<String> {
+    for f in failed {
+        assert_eq!(f.code(), "InternalError", "{f:?}");
+        assert!(!f.sender_fault(), "{f:?}");
+        assert!(f.message().is_some_and(|m| m.contains("PartialBatchFailure")), "{f:?}");
+    }
+    failed.iter().map(|f| f.id().to_owned()).collect()
+}
+
+fn delete_entry(id: &str, receipt: &str) -> aws_sdk_sqs::types::DeleteMessageBatchRequestEntry {
+    aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder().id(id).receipt_handle(receipt).build().expect("entry")
+}
+
+#[tokio::test]
+async fn partial_batch_failure_fails_the_first_delete_and_deletes_the_rest() {
+    let emulator = Emulator::start();
+    let proxy = FaultProxy::start(&emulator.endpoint).await;
+    let sqs = sqs_no_retry(&sdk_config_with_endpoint(&proxy.endpoint).await);
+    let (url, receipts) = queue_with_received(&sqs, &["a", "b", "c"]).await;
+    proxy.inject(FaultRule::new("DeleteMessageBatch", Fault::PartialBatchFailure));
+
+    let entries = ["a", "b", "c"].iter().zip(&receipts).map(|(id, r)| delete_entry(id, r)).collect();
+    let out = sqs.delete_message_batch().queue_url(&url).set_entries(Some(entries)).send().await.expect("200");
+    assert_eq!(injected_failures(&out.failed), ["a"]);
+    let mut deleted: Vec<&str> = out.successful.iter().map(|s| s.id()).collect();
+    deleted.sort_unstable();
+    assert_eq!(deleted, ["b", "c"], "moto deleted the forwarded entries");
+    assert_eq!(visible_bodies(&sqs, &url).await, ["a"], "only the failed entry's message is left");
+
+    // A batch of one is answered without forwarding: the message stays.
+    let out = sqs.delete_message_batch().queue_url(&url).entries(delete_entry("x", &receipts[0])).send().await;
+    let out = out.expect("200");
+    assert_eq!((injected_failures(&out.failed), out.successful.len()), (vec!["x".to_owned()], 0));
+    assert_eq!(queue_counts(&sqs, &url).await, (0, 1), "a is still there (hidden by the last receive)");
+    assert_eq!(proxy.faults_of("DeleteMessageBatch", "PartialBatchFailure"), 2);
+    assert_eq!(proxy.calls("DeleteMessageBatch"), 2);
+}
+
+/// (visible, in flight) on `url`.
+async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("GetQueueAttributes");
+    let attrs = out.attributes.unwrap_or_default();
+    let n = |k: &A| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (n(&A::ApproximateNumberOfMessages), n(&A::ApproximateNumberOfMessagesNotVisible))
+}
+
+#[tokio::test]
+async fn partial_batch_failure_leaves_the_first_visibility_unchanged() {
+    let emulator = Emulator::start();
+    let proxy = FaultProxy::start(&emulator.endpoint).await;
+    let sqs = sqs_no_retry(&sdk_config_with_endpoint(&proxy.endpoint).await);
+    let (url, receipts) = queue_with_received(&sqs, &["a", "b", "c"]).await;
+    proxy.inject(FaultRule::new("ChangeMessageVisibilityBatch", Fault::PartialBatchFailure));
+
+    // Hide all three for 300 s; the first keeps its visibility 0.
+    let entries = ["a", "b", "c"]
+        .iter()
+        .zip(&receipts)
+        .map(|(id, r)| {
+            aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(*id)
+                .receipt_handle(r)
+                .visibility_timeout(300)
+                .build()
+                .expect("entry")
+        })
+        .collect();
+    let out = sqs.change_message_visibility_batch().queue_url(&url).set_entries(Some(entries)).send().await;
+    let out = out.expect("200");
+    assert_eq!(injected_failures(&out.failed), ["a"]);
+    let mut changed: Vec<&str> = out.successful.iter().map(|s| s.id()).collect();
+    changed.sort_unstable();
+    assert_eq!(changed, ["b", "c"]);
+    assert_eq!(visible_bodies(&sqs, &url).await, ["a"], "b and c are hidden, a is not");
+    assert_eq!(proxy.faults_of("ChangeMessageVisibilityBatch", "PartialBatchFailure"), 1);
+    assert_eq!(proxy.fault_counts().len(), 1, "{:?}", proxy.fault_counts());
+}
+
+#[tokio::test]
+async fn partial_batch_failure_on_send_sends_all_but_the_first() {
+    let emulator = Emulator::start();
+    let proxy = FaultProxy::start(&emulator.endpoint).await;
+    let sqs = sqs_no_retry(&sdk_config_with_endpoint(&proxy.endpoint).await);
+    let url = sqs.create_queue().queue_name("jobs").send().await.expect("CreateQueue").queue_url.expect("queue url");
+    proxy.inject(FaultRule::new("SendMessageBatch", Fault::PartialBatchFailure));
+    let entries = ["a", "b", "c"]
+        .iter()
+        .map(|b| aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(*b).message_body(*b).build())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("entries");
+    let out = sqs.send_message_batch().queue_url(&url).set_entries(Some(entries)).send().await.expect("200");
+    assert_eq!(injected_failures(&out.failed), ["a"]);
+    assert_eq!(out.successful.len(), 2);
+    assert_eq!(visible_bodies(&sqs, &url).await, ["b", "c"]);
+    assert_eq!(proxy.faults_of("SendMessageBatch", "PartialBatchFailure"), 1);
 }
