@@ -212,21 +212,7 @@ impl World {
 
     /// (visible, in flight) messages on the source queue.
     pub async fn queue_counts(&self) -> (u64, u64) {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.queue_url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .expect("queue attributes");
-        let attrs = out.attributes.unwrap_or_default();
-        let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (
-            n(&QueueAttributeName::ApproximateNumberOfMessages),
-            n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
-        )
+        queue_counts(&self.sqs, &self.queue_url).await
     }
 }
 
@@ -297,4 +283,19 @@ pub fn worker_binary() -> PathBuf {
             binary
         })
         .clone()
+}
+
+/// (visible, in flight) messages on the queue at `url`.
+pub async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .expect("queue attributes");
+    let attrs = out.attributes.unwrap_or_default();
+    let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (n(&QueueAttributeName::ApproximateNumberOfMessages), n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
 }

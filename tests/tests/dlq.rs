@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use serde_json::Value;
 use student_worker::commands::dlq::args::ReplayArgs;
 use student_worker::commands::dlq::letter::Queue;
@@ -16,7 +16,7 @@ use student_worker::commands::dlq::run_replay;
 use student_worker::commands::setup::{SetupArgs, ensure};
 use student_worker_tests::emulator::REGION;
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
-use student_worker_tests::world::{World, worker_binary};
+use student_worker_tests::world::{World, queue_counts, worker_binary};
 use tokio_util::sync::CancellationToken;
 
 fn upsert(id: &str, v: u64) -> String {
@@ -59,18 +59,7 @@ fn output(mut cmd: Command) -> (Output, String) {
 
 /// (visible, in flight) on `url`.
 async fn counts(w: &World, url: &str) -> (u64, u64) {
-    let out = w
-        .sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("queue attributes");
-    let attrs = out.attributes.unwrap_or_default();
-    let n = |k: &QueueAttributeName| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (n(&QueueAttributeName::ApproximateNumberOfMessages), n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+    queue_counts(&w.sqs, url).await
 }
 
 /// A message as found on a queue.

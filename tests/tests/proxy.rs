@@ -22,7 +22,7 @@ use student_worker_tests::history::scenario;
 use student_worker_tests::model::{assert_dead_letters, assert_tables_equal, expected_table, without_clock};
 use student_worker_tests::proxy::{ANY_OPERATION, Fault, FaultProxy, FaultRule};
 use student_worker_tests::worker_process::{Ledger, TERMINAL_OUTCOMES, WorkerProcess, publish, publish_delayed};
-use student_worker_tests::world::{World, worker_binary};
+use student_worker_tests::world::{World, queue_counts, worker_binary};
 
 const TABLE: &str = "Students";
 
@@ -641,22 +641,6 @@ async fn partial_batch_failure_fails_the_first_delete_and_deletes_the_rest() {
     assert_eq!(queue_counts(&sqs, &url).await, (0, 1), "a is still there (hidden by the last receive)");
     assert_eq!(proxy.faults_of("DeleteMessageBatch", "PartialBatchFailure"), 2);
     assert_eq!(proxy.calls("DeleteMessageBatch"), 2);
-}
-
-/// (visible, in flight) on `url`.
-async fn queue_counts(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
-    use aws_sdk_sqs::types::QueueAttributeName as A;
-    let out = sqs
-        .get_queue_attributes()
-        .queue_url(url)
-        .attribute_names(A::ApproximateNumberOfMessages)
-        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-        .send()
-        .await
-        .expect("GetQueueAttributes");
-    let attrs = out.attributes.unwrap_or_default();
-    let n = |k: &A| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-    (n(&A::ApproximateNumberOfMessages), n(&A::ApproximateNumberOfMessagesNotVisible))
 }
 
 #[tokio::test]
