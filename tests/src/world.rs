@@ -210,6 +210,19 @@ impl World {
         drain_queue(&self.sqs, &self.queue_url).await
     }
 
+    /// The worker binary with only the environment ECS would give the task,
+    /// pointed at this world's emulator, queue, table and DLQ; the caller
+    /// adds the subcommand and any setting of its own.
+    pub fn task_command(&self) -> Command {
+        let mut cmd = Command::new(worker_binary());
+        cmd.env_clear()
+            .envs(self.emulator.env_vars())
+            .env("SQS_QUEUE_URL", &self.queue_url)
+            .env("DYNAMODB_TABLE_NAME", &self.table)
+            .env("SQS_DLQ_URL", &self.dlq_url);
+        cmd
+    }
+
     /// (visible, in flight) messages on the source queue.
     pub async fn queue_counts(&self) -> (u64, u64) {
         queue_counts(&self.sqs, &self.queue_url).await

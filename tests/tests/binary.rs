@@ -12,15 +12,8 @@ use student_worker_tests::world::{World, worker_binary};
 
 /// The environment ECS would give the task, pointed at the emulator.
 fn worker_command(w: &World) -> Command {
-    let mut cmd = Command::new(worker_binary());
-    cmd.env_clear()
-        .envs(w.emulator.env_vars())
-        .env("SQS_QUEUE_URL", &w.queue_url)
-        .env("DYNAMODB_TABLE_NAME", &w.table)
-        .env("SQS_DLQ_URL", &w.dlq_url)
-        .env("SQS_WAIT_TIME_SECONDS", "1")
-        .env("SQS_VISIBILITY_TIMEOUT_SECONDS", "30")
-        .arg("run");
+    let mut cmd = w.task_command();
+    cmd.env("SQS_WAIT_TIME_SECONDS", "1").env("SQS_VISIBILITY_TIMEOUT_SECONDS", "30").arg("run");
     cmd
 }
 

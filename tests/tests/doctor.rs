@@ -22,13 +22,8 @@ use student_worker_tests::world::{World, worker_binary};
 
 /// `student-worker doctor --json` with the environment ECS would give the task.
 fn doctor(w: &World) -> Command {
-    let mut cmd = Command::new(worker_binary());
-    cmd.env_clear()
-        .envs(w.emulator.env_vars())
-        .env("SQS_QUEUE_URL", &w.queue_url)
-        .env("DYNAMODB_TABLE_NAME", &w.table)
-        .env("SQS_DLQ_URL", &w.dlq_url)
-        .args(["doctor", "--json"]);
+    let mut cmd = w.task_command();
+    cmd.args(["doctor", "--json"]);
     cmd
 }
 

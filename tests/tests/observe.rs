@@ -22,13 +22,8 @@ fn health_file(name: &str) -> PathBuf {
 
 /// The worker as ECS starts it, pointed at the emulator.
 fn worker(w: &World, health: &Path) -> Command {
-    let mut cmd = Command::new(worker_binary());
-    cmd.env_clear()
-        .envs(w.emulator.env_vars())
-        .env("SQS_QUEUE_URL", &w.queue_url)
-        .env("DYNAMODB_TABLE_NAME", &w.table)
-        .env("SQS_DLQ_URL", &w.dlq_url)
-        .env("SQS_WAIT_TIME_SECONDS", "1")
+    let mut cmd = w.task_command();
+    cmd.env("SQS_WAIT_TIME_SECONDS", "1")
         .env("SQS_VISIBILITY_TIMEOUT_SECONDS", "30")
         .env("WORKER_HEALTH_FILE", health)
         .arg("run");
