@@ -17,9 +17,10 @@ use crate::process::FatalSlot;
 pub const MAX_BATCH_ENTRIES: usize = 10;
 /// A partly filled batch waits at most this long for company.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
-/// Batch calls under way at once: enough that deletes keep up with the
-/// writes at any round-trip time (10 messages per call), few enough not to
-/// flood SQS when a backlog is flushed.
+/// Batch calls under way at once (the acker's, and the heartbeat's per
+/// tick): enough that deletes and extensions keep up at any round-trip time
+/// (10 messages per call), few enough not to flood SQS when a backlog is
+/// flushed.
 pub const MAX_CALLS_IN_FLIGHT: usize = 8;
 
 /// What to do with a message on the source queue.

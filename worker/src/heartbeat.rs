@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::MAX_BATCH_ENTRIES;
+use crate::ack::{MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT};
 use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
 use crate::error::{Action, AwsError};
 use crate::poll::{DEADLINE_MARGIN, Received};
@@ -181,9 +181,23 @@ impl Beater {
                 () = tokio::time::sleep(TICK) => {}
             }
             let due = self.due();
-            for chunk in due.chunks(MAX_BATCH_ENTRIES) {
-                self.extend(chunk).await;
+            // Several calls at once: one slow answer (SQS under load, a
+            // throttled call retried by the SDK) must not make the leases
+            // behind it miss their extension.
+            for wave in due.chunks(MAX_BATCH_ENTRIES * MAX_CALLS_IN_FLIGHT) {
+                let calls = wave.chunks(MAX_BATCH_ENTRIES).map(|chunk| self.extend(chunk));
+                for extended in futures_util::future::join_all(calls).await {
+                    self.record(extended);
+                }
             }
+        }
+    }
+
+    fn record(&mut self, extended: Extended) {
+        self.stats.extended += extended.extended;
+        self.stats.failed += extended.failed;
+        if let Some(e) = extended.fatal {
+            self.fatal.set(e);
         }
     }
 
@@ -199,7 +213,7 @@ impl Beater {
             .collect()
     }
 
-    async fn extend(&mut self, leases: &[Arc<Lease>]) {
+    async fn extend(&self, leases: &[Arc<Lease>]) -> Extended {
         // Hold each lease's lock through the call: a message that finishes
         // meanwhile waits, so its delete or release comes after the extension.
         let mut held = Vec::new();
@@ -211,7 +225,7 @@ impl Beater {
             }
         }
         if held.is_empty() {
-            return;
+            return Extended::default();
         }
         let entries = held
             .iter()
@@ -234,22 +248,23 @@ impl Beater {
             // At worst SQS applies it after a release and the message comes
             // back one visibility timeout later: late, never lost.
             tracing::warn!(messages = held.len(), "visibility extension timed out: the messages keep their deadlines");
-            self.stats.failed += held.len() as u64;
-            return;
+            return Extended { failed: held.len() as u64, ..Extended::default() };
         };
         match answer {
             Ok(out) => {
+                let mut extended = Extended::default();
                 for ok in &out.successful {
                     if let Some((lease, _, seconds)) = ok.id.parse::<usize>().ok().and_then(|i| held.get(i)) {
                         lease.extended_to(sent_at + Duration::from_secs(u64::try_from(*seconds).unwrap_or(0)));
-                        self.stats.extended += 1;
+                        extended.extended += 1;
                     }
                 }
                 for f in &out.failed {
                     tracing::warn!(code = %f.code, "visibility extension refused: the message keeps its deadline");
                 }
-                self.stats.failed += out.failed.len() as u64;
+                extended.failed = out.failed.len() as u64;
                 tracing::debug!(extended = out.successful.len(), failed = out.failed.len(), "heartbeat");
+                extended
             }
             Err(e) => {
                 let e = AwsError::from_sdk(
@@ -258,16 +273,24 @@ impl Beater {
                     &format!("queue {}", self.target.queue_url),
                     &self.target.region,
                 );
-                self.stats.failed += held.len() as u64;
+                let failed = held.len() as u64;
                 if e.action() == Action::Stop {
-                    drop(held);
-                    self.fatal.set(e);
-                } else {
-                    tracing::warn!(error = %e, messages = held.len(), "visibility extension failed: the messages keep their deadlines");
+                    return Extended { failed, fatal: Some(e), ..Extended::default() };
                 }
+                tracing::warn!(error = %e, messages = held.len(), "visibility extension failed: the messages keep their deadlines");
+                Extended { failed, ..Extended::default() }
             }
         }
     }
+}
+
+/// What one extension call did.
+#[derive(Debug, Default)]
+struct Extended {
+    extended: u64,
+    failed: u64,
+    /// The role may not change visibility: stops the worker.
+    fatal: Option<AwsError>,
 }
 
 #[cfg(test)]
