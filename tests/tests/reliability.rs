@@ -207,3 +207,40 @@ async fn released_messages_are_not_hidden_again_by_the_heartbeat() {
     // Released means visible now, not after another visibility timeout.
     assert_eq!(w.queue_counts().await, (3, 0), "a released message was hidden again: {summary:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_table_is_not_fed_more_messages_than_it_takes() {
+    // Half the writes throttled all along: the write concurrency stays near
+    // its floor, so the worker holds (receives ahead) only what that level
+    // can write, not the 102 messages it holds at its full concurrency of 32
+    // (which would wait, extended by the heartbeat, for slots that do not come).
+    let w = World::new().await;
+    let proxy = FaultProxy::start(&w.emulator.endpoint).await;
+    proxy.inject(FaultRule::new("PutItem", Fault::Throttle).rate(0.5));
+    let bodies: Vec<String> = (1..=300).map(|i| upsert(&format!("s{i}"), 1, i % 100)).collect();
+    w.send(&bodies).await;
+    let config = w.config();
+    assert_eq!(config.concurrency, 32);
+    let sample_in_flight = async {
+        // What was received before the first throttles lowered the level drains first.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        let mut samples = Vec::new();
+        loop {
+            let (visible, in_flight) = w.queue_counts().await;
+            if visible == 0 {
+                return samples;
+            }
+            samples.push(in_flight);
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    };
+    let (summary, mut samples) = tokio::join!(w.run_via(&proxy.endpoint, config), sample_in_flight);
+    let summary = summary.expect("run");
+    assert_eq!(summary.outcomes["applied"], 300, "nothing lost: {summary:?}");
+    assert!(summary.min_concurrency <= 4, "the throttling kept the level low: {summary:?}");
+    assert!(samples.len() >= 3, "the run was too short to sample: {samples:?}");
+    samples.sort_unstable();
+    let median = samples[samples.len() / 2];
+    assert!(median <= 50, "messages held under throttling: median {median} (102 at full concurrency): {samples:?}");
+    assert_eq!(w.queue_counts().await, (0, 0));
+}

@@ -126,6 +126,23 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
 /// concurrency (each brings up to 10 messages).
 const MAX_RECEIVES_IN_FLIGHT: usize = 16;
 
+/// While throttling holds the writes back, receive-ahead waits this long
+/// before it looks again whether messages have been written.
+const HOLD_RECHECK: Duration = Duration::from_millis(50);
+
+/// Receives under way at once for `writes` writes in flight: enough to bring
+/// twice that many messages (a receive round trip is often longer than a
+/// write's), at most [`MAX_RECEIVES_IN_FLIGHT`].
+fn receives_for(writes: usize, per_receive: usize) -> usize {
+    writes.saturating_mul(2).div_ceil(per_receive).clamp(1, MAX_RECEIVES_IN_FLIGHT)
+}
+
+/// Messages held (being received, waiting for a slot or written) for
+/// `writes` writes in flight: the writes plus what the receives may bring.
+fn hold_limit(writes: usize, per_receive: usize) -> usize {
+    writes + receives_for(writes, per_receive) * per_receive
+}
+
 /// A receive under way, with the permits for the messages it may bring.
 type Receiving = JoinSet<(OwnedSemaphorePermit, Result<Vec<Received>, AwsError>)>;
 
@@ -135,9 +152,11 @@ type Receiving = JoinSet<(OwnedSemaphorePermit, Result<Vec<Received>, AwsError>)
 /// way bring up to twice that (a receive round trip is often longer than a
 /// write's), and the messages they bring may wait for a write slot (their
 /// deadlines run from the receive, so waiting is safe), but no new receive
-/// starts while that many are waiting. After an empty receive, one receive
-/// at a time until messages come back (an idle worker keeps a single long
-/// poll open).
+/// starts while that many are waiting. Those limits follow the adaptive
+/// write concurrency: when throttling lowers it, fewer messages are held, so
+/// they are not kept waiting (and extended) for slots that will not come.
+/// After an empty receive, one receive at a time until messages come back
+/// (an idle worker keeps a single long poll open).
 async fn receive_loop(
     config: &RunConfig,
     poller: &Poller,
@@ -150,9 +169,11 @@ async fn receive_loop(
     let grouping = Grouping::for_queue(&config.queue_url);
     let writing = Arc::new(Semaphore::new(config.concurrency));
     let per_receive = config.concurrency.min(usize::try_from(config.batch_size).unwrap_or(1));
-    let most_receives = config.concurrency.saturating_mul(2).div_ceil(per_receive).clamp(1, MAX_RECEIVES_IN_FLIGHT);
+    let most_receives = receives_for(config.concurrency, per_receive);
     // Messages held (being received, waiting or written).
-    let held = Arc::new(Semaphore::new(config.concurrency + most_receives * per_receive));
+    let most_held = hold_limit(config.concurrency, per_receive);
+    let held = Arc::new(Semaphore::new(most_held));
+    let limiter = ctx.writer.limiter();
     let mut receives = Receiving::new();
     // Start as if idle: nothing is known to be waiting yet. One receive takes
     // what is there (up to a batch), and the first non-empty batch opens the
@@ -161,7 +182,11 @@ async fn receive_loop(
     let mut idle = true;
     let mut failures = 0;
     loop {
-        let room = receives.len() < if idle { 1 } else { most_receives };
+        // Only below full write concurrency; at full, `held` alone decides.
+        let writes = limiter.current();
+        let in_use = most_held - held.available_permits();
+        let held_back = writes < config.concurrency && in_use + per_receive > hold_limit(writes, per_receive);
+        let room = !held_back && receives.len() < if idle { 1 } else { most_receives };
         let acquire = Arc::clone(&held).acquire_many_owned(u32::try_from(per_receive).unwrap_or(1));
         let (mut permit, batch) = tokio::select! {
             biased;
@@ -177,6 +202,7 @@ async fn receive_loop(
                 receives.spawn(async move { (permit, poller.receive(max).await) });
                 continue;
             }
+            () = tokio::time::sleep(HOLD_RECHECK), if held_back => continue,
         };
         reap(tasks, summary);
         if let Ok(received) = &batch {
@@ -288,5 +314,21 @@ async fn drain(tasks: &mut JoinSet<()>, abort: &CancellationToken, grace: Durati
 async fn join_all(tasks: &mut JoinSet<()>, summary: &mut RunSummary) {
     while let Some(done) = tasks.join_next().await {
         count_panic(done, summary);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_messages_held_follow_the_write_concurrency() {
+        // Default concurrency 32, 10 per receive: 7 receives' worth ahead.
+        assert_eq!((receives_for(32, 10), hold_limit(32, 10)), (7, 102));
+        // Throttled down to 3 writes: one receive ahead.
+        assert_eq!((receives_for(3, 10), hold_limit(3, 10)), (1, 13));
+        // Batch size 1: two receives per write slot, at most 16.
+        assert_eq!((receives_for(1, 1), hold_limit(1, 1)), (2, 3));
+        assert_eq!(hold_limit(4096, 10), 4096 + 16 * 10);
     }
 }

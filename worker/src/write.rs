@@ -78,6 +78,11 @@ impl Writer {
         Self { dynamodb, table: table.to_owned(), region: region.to_owned(), limiter }
     }
 
+    /// The adaptive limit on writes in flight.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
     /// Applies `event`, retrying transient failures while a whole attempt
     /// still fits before the lease's deadline.
     pub async fn write(&self, event: &StudentEvent, lease: &Lease) -> Retried<Written, WriteError> {
