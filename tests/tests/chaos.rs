@@ -21,8 +21,8 @@
 //! maxReceiveCount is [`MAX_RECEIVE_COUNT`] = 100: a healthy message is
 //! received again after every kill that caught it in flight, every lost
 //! receive, and every deferral (a patch delivered long before its
-//! predecessor is deferred again every 16 s at most, `WORKER_MAX_DEFER_SECONDS`,
-//! for as long as that predecessor is held up). 100 is far above that sum,
+//! predecessor comes back after 2, 8, 32, then every 60 s,
+//! `WORKER_MAX_DEFER_SECONDS`, for as long as that predecessor is held up). 100 is far above that sum,
 //! so redrive never takes a healthy message; a healthy message in the DLQ
 //! fails the test.
 
@@ -47,10 +47,12 @@ const DEFAULT_KILLS: usize = 4;
 const SIGTERM_EVERY: usize = 4;
 /// The worker's visibility timeout: the shortest allowed, so killed messages come back soon.
 const VISIBILITY_TIMEOUT_SECONDS: &str = "15";
-/// Cap of the deferral ladder (2, 8, then 16 s): with the default 900 s a
-/// patch deferred for the 5th time waits 512 s, and the final run with it;
-/// the many receives this costs are what maxReceiveCount 100 is for.
-const MAX_DEFER_SECONDS: &str = "16";
+/// Cap of the deferral ladder (2, 8, 32, then 60 s): with the default 900 s a
+/// patch deferred for the 5th time waits 512 s, and the final run with it; a
+/// much lower cap makes patches whose predecessors are far behind come back
+/// so often that moto (each call scans the whole queue) spends itself on
+/// them. The receives this costs are what maxReceiveCount 100 is for.
+const MAX_DEFER_SECONDS: &str = "60";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     match std::env::var(name) {
