@@ -257,16 +257,20 @@ async fn preflight_checks(sdk: &SdkConfig, config: &RunConfig) -> Vec<Check> {
     let (dynamodb, sqs) = clients(sdk);
     let table = &config.table_name;
     let url = &config.queue_url;
-    let mut checks = vec![
-        resources::table_by_probe(&dynamodb, table, &region).await,
-        resources::queue_by_probe(&sqs, url, &region).await,
-    ];
+    // All four calls at once: start-up waits one round trip, not four. The
+    // permission probes say nothing useful about a missing table or queue,
+    // so then only the resource checks are reported.
+    let (table_check, queue_check, update, delete) = tokio::join!(
+        resources::table_by_probe(&dynamodb, table, &region),
+        resources::queue_by_probe(&sqs, url, &region),
+        probes::update_item(&dynamodb, table, &region),
+        probes::delete_message(&sqs, url, &region),
+    );
+    let mut checks = vec![table_check, queue_check];
     if checks.iter().any(Check::failed) {
         return checks;
     }
-    let update = probes::update_item(&dynamodb, table, &region).await;
     checks.push(probes::permission("dynamodb:UpdateItem", Subject::Table(table), update, probes::DYNAMODB_HOW));
-    let delete = probes::delete_message(&sqs, url, &region).await;
     checks.push(probes::permission("sqs:DeleteMessage", Subject::Queue(url, "SQS_QUEUE_URL"), delete, probes::SQS_HOW));
     checks
 }
