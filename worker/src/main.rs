@@ -15,8 +15,28 @@ use student_worker::logging::Sink;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// Runtime threads unless `TOKIO_WORKER_THREADS` says otherwise: the work is
+/// waiting on AWS, and one thread carries over 10,000 messages/s; a second
+/// one only adds cross-thread wake-ups (about 20 % more CPU per message in
+/// docs/performance.md) on tasks that mostly have a fraction of a vCPU.
+const DEFAULT_RUNTIME_THREADS: usize = 1;
+
+fn main() -> ExitCode {
+    let threads = std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|n: &usize| *n > 0)
+        .unwrap_or(DEFAULT_RUNTIME_THREADS);
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+        Ok(runtime) => runtime.block_on(start()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start() -> ExitCode {
     let cli = Cli::parse();
     let sink = match cli.command {
         cli::Command::Run(_) => Sink::Stdout,
