@@ -53,7 +53,7 @@ impl Clients {
     ///
     /// Stalled-stream protection is off: it watches the throughput of
     /// request and response bodies, which here are a few KB at most, and its
-    /// per-call bookkeeping cost about 5 % of the CPU per message; a stalled
+    /// per-call bookkeeping cost 2-6 % of the CPU per message; a stalled
     /// answer is already cut short by the attempt timeouts below.
     pub fn for_worker(sdk: &SdkConfig, config: &RunConfig) -> Self {
         let long_poll = Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(20));

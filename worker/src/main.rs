@@ -10,8 +10,8 @@ use student_worker::logging::Sink;
 /// mimalloc instead of glibc's malloc: the SDK allocates and frees many small
 /// buffers per call on several threads, and glibc's shared arenas made that
 /// about a quarter of the worker's CPU time; mimalloc cut CPU per message by
-/// about 25 % (docs/performance.md). Without transparent huge pages (`no_thp`)
-/// its peak RSS stays where glibc's was (23 MB, not 35 MB).
+/// 9-38 % (docs/performance.md). Without transparent huge pages (`no_thp`)
+/// its peak RSS stays where glibc's was (22 MB, not 31-35 MB).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
