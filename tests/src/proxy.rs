@@ -462,12 +462,19 @@ fn copy_headers(from: &HeaderMap, to: &mut HeaderMap) {
 }
 
 async fn forward(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match collect(req).await {
+        Ok((parts, body)) => send_upstream(state, parts, body).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// The request's head and whole body; a body that cannot be read is answered 400.
+async fn collect(req: Request<Incoming>) -> Result<(hyper::http::request::Parts, Bytes), Response<Full<Bytes>>> {
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}")),
-    };
-    send_upstream(state, parts, body).await
+    match body.collect().await {
+        Ok(collected) => Ok((parts, collected.to_bytes())),
+        Err(e) => Err(plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}"))),
+    }
 }
 
 /// Sends a request (its body possibly rewritten) to the upstream; hyper sets
@@ -506,17 +513,16 @@ async fn send_upstream(state: &State, parts: hyper::http::request::Parts, body: 
 
 /// [`Fault::PartialBatchFailure`]: fail the first entry, forward the others.
 async fn partial_batch_failure(state: &State, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("proxy: reading request body: {e}")),
+    let (parts, body) = match collect(req).await {
+        Ok(collected) => collected,
+        Err(refusal) => return refusal,
     };
     let Some((failed, rest)) = split_first_entry(&body) else {
         return send_upstream(state, parts, body).await;
     };
     match rest {
         Some(rest) => with_failed_entry(send_upstream(state, parts, rest).await, failed).await,
-        None => batch_answer(&serde_json::json!({"Successful": [], "Failed": [failed]})),
+        None => json_response(StatusCode::OK, &serde_json::json!({"Successful": [], "Failed": [failed]})),
     }
 }
 
@@ -558,9 +564,10 @@ async fn with_failed_entry(resp: Response<Full<Bytes>>, failed: serde_json::Valu
     Response::from_parts(parts, Full::new(Bytes::from(answer.to_string())))
 }
 
-/// A 200 awsJson answer with `body`, as SQS would send it.
-fn batch_answer(body: &serde_json::Value) -> Response<Full<Bytes>> {
+/// An awsJson answer the proxy makes up, as the service would send it.
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
     let headers = resp.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
     headers.insert("x-amzn-requestid", HeaderValue::from_static("fault-proxy-injected"));
@@ -626,13 +633,9 @@ fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<By
         "__type": error_type,
         "message": format!("injected by the test FaultProxy ({fault:?} on {operation})"),
     });
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.0"));
-    headers.insert("x-amzn-requestid", HeaderValue::from_static("fault-proxy-injected"));
+    let mut resp = json_response(status, &body);
     if let Some(query_error) = query_error {
-        headers.insert("x-amzn-query-error", HeaderValue::from_static(query_error));
+        resp.headers_mut().insert("x-amzn-query-error", HeaderValue::from_static(query_error));
     }
     resp
 }
