@@ -12,7 +12,7 @@ use crate::event::{Change, FieldPatch, StudentEvent, StudentPatch};
 use crate::item::{StudentItem, attr, key};
 
 /// Upserts and deletes carry the whole state, so they may skip ahead. A record
-/// without `Version` (written by hand, as the setup guide's `aws dynamodb
+/// without `Version` (written by hand, as docs/setup.md's `aws dynamodb
 /// put-item` does) counts as version 0: the first event replaces it.
 const NEWER_THAN_STORED: &str =
     "attribute_not_exists(#StudentID) OR attribute_not_exists(#Version) OR #Version < :version";

@@ -13,7 +13,7 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName, SendMes
 use student_worker::aws::Clients;
 use student_worker::commands::setup::{SetupArgs, ensure};
 use student_worker::config::RunConfig;
-use student_worker::run::{RunError, RunSummary, run};
+use student_worker::runtime::ecs::{RunError, RunSummary, run};
 use tokio_util::sync::CancellationToken;
 
 use crate::emulator::{Emulator, sdk_config_with_endpoint, workspace_root};

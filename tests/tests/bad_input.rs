@@ -12,7 +12,6 @@
 //! attributes: the last test shows where such a body ends (in the DLQ by
 //! redrive, without an `ErrorCode`), using a DLQ with a smaller limit.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +23,10 @@ use student_shared::limits::{
 };
 use student_shared::{Change, EventKind, StudentEvent, StudentPatch, StudentRecord, decode};
 use student_worker::aws::Clients;
-use student_worker::concurrency::Limiter;
-use student_worker::error::{Action, Kind};
-use student_worker::heartbeat::Lease;
-use student_worker::poll::Received;
-use student_worker::write::{WriteError, Writer, Written};
+use student_worker::aws::{Action, Kind};
+use student_worker::handler::concurrency::Limiter;
+use student_worker::handler::write::{WriteError, Writer, Written};
+use student_worker::observe::Metrics;
 use student_worker_tests::world::World;
 use tokio::time::Instant;
 
@@ -41,8 +39,9 @@ const WIDE: char = '😀';
 
 fn writer(w: &World) -> Writer {
     let clients = Clients::for_worker(&w.sdk, &w.config());
-    let limiter = Limiter::new(w.config().concurrency);
-    Writer::new(clients.dynamodb, &w.table, &clients.region, limiter)
+    let metrics = Arc::new(Metrics::new());
+    let limiter = Limiter::new(w.config().concurrency, Arc::clone(&metrics));
+    Writer::new(clients.dynamodb, &w.table, &clients.region, limiter, metrics)
 }
 
 fn upsert_event(student_id: &str, version: u64, record: StudentRecord) -> StudentEvent {
@@ -56,19 +55,9 @@ fn upsert_event(student_id: &str, version: u64, record: StudentRecord) -> Studen
     }
 }
 
-/// A lease whose deadline is a minute away: time for every attempt.
-fn far_deadline() -> Arc<Lease> {
-    let now = Instant::now();
-    Lease::new(&Received {
-        message_id: "bad-input".into(),
-        receipt_handle: "unused".into(),
-        body: String::new(),
-        receive_count: 1,
-        received_at: now,
-        visible_until: now + Duration::from_secs(60),
-        group_id: None,
-        attributes: HashMap::new(),
-    })
+/// A deadline a minute away: time for every attempt.
+fn far_deadline() -> Instant {
+    Instant::now() + Duration::from_secs(60)
 }
 
 /// Asserts a write was refused by DynamoDB as a bad item: dead-letter it

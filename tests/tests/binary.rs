@@ -62,7 +62,7 @@ async fn boto3_publisher_to_binary_converges_with_poison_in_the_dlq() {
         assert_eq!(d.attributes["ErrorCode"], *code, "{body}");
     }
 
-    // One JSON line per outcome with the DESIGN.md fields, and no personal data.
+    // One JSON line per outcome with the fields docs/design.md lists, and no personal data.
     let lines = json_lines(&out.stdout);
     let outcomes: Vec<_> = lines.iter().filter(|l| l.get("outcome").is_some()).collect();
     assert!(

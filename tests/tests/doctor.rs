@@ -1,7 +1,7 @@
 //! `student-worker doctor` against the emulator: a good setup passes; a
 //! missing table, a wrong region, missing credentials, a queue without
 //! redrive, a table with the wrong key and AccessDenied answers (injected by
-//! the proxy) each fail with the setup guide's cause and fix; the probes
+//! the proxy) each fail with the cause and fix of docs/setup.md's error table; the probes
 //! write nothing; a role that may not read the DLQ (the task role) gets a
 //! warning, not a request to widen it; and `run` refuses to start with the
 //! same message.
@@ -11,10 +11,10 @@ use std::process::{Command, Output};
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use serde_json::Value;
-use student_worker::cli::RunArgs;
 use student_worker::commands::doctor::report::Status;
 use student_worker::commands::doctor::resources;
 use student_worker::commands::doctor::{diagnose, preflight};
+use student_worker::config::RunArgs;
 use student_worker::config::RunConfig;
 use student_worker_tests::emulator::{REGION, sdk_config_with_endpoint};
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};

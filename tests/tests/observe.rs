@@ -127,7 +127,7 @@ async fn healthcheck_reports_a_fatal_stop_with_its_cause() {
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert!(stderr.contains("fatal error") && stderr.contains("ResourceNotFoundException"), "{stderr}");
     assert!(stderr.contains("refusing to start"), "run's pre-flight refused: {stderr}");
-    assert!(stderr.contains("check DYNAMODB_TABLE_NAME and AWS_REGION"), "the setup guide's fix: {stderr}");
+    assert!(stderr.contains("check DYNAMODB_TABLE_NAME and AWS_REGION"), "docs/setup.md's fix: {stderr}");
     let _ = std::fs::remove_file(health);
 }
 

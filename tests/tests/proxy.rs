@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use serde_json::json;
-use student_worker::error::{Action, AwsError};
+use student_worker::aws::{Action, AwsError};
 use student_worker_tests::emulator::{Emulator, python, sdk_config_with_endpoint};
 use student_worker_tests::history::scenario;
 use student_worker_tests::model::{assert_dead_letters, assert_tables_equal, expected_table, without_clock};

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use student_worker::error::Kind;
-use student_worker::run::RunError;
+use student_worker::aws::Kind;
+use student_worker::runtime::ecs::RunError;
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
 use student_worker_tests::world::World;
 
@@ -94,7 +94,7 @@ async fn a_role_that_may_not_extend_visibility_stops_the_worker_and_loses_nothin
     assert_eq!(e.kind, Kind::AccessDenied, "{e}");
     assert!(
         e.to_string().starts_with("AccessDenied on sqs:ChangeMessageVisibilityBatch for queue http://127.0.0.1:")
-            && e.to_string().contains("the task role lacks this action"),
+            && e.to_string().contains("the role lacks sqs:ChangeMessageVisibilityBatch on queue http://127.0.0.1:"),
         "{e}"
     );
     assert!(w.dead_letters().await.is_empty(), "a permission problem must not dead-letter messages");

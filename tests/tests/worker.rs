@@ -1,10 +1,10 @@
-//! The worker in-process against moto: the setup guide's record, deferral of
+//! The worker in-process against moto: docs/setup.md's record, deferral of
 //! early patches, tombstones, dead-lettering with codes, throttling retries
 //! and fatal errors (through the fault proxy).
 
 use serde_json::json;
-use student_worker::error::Kind;
-use student_worker::run::RunError;
+use student_worker::aws::Kind;
+use student_worker::runtime::ecs::RunError;
 use student_worker_tests::model::{apply, without_clock};
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
 use student_worker_tests::world::World;
@@ -55,7 +55,7 @@ async fn patch_before_its_predecessor_is_deferred_then_applied() {
         let sdk = w.sdk.clone();
         async move {
             let clients = student_worker::aws::Clients::for_worker(&sdk, &config);
-            student_worker::run::run(config, clients, Default::default()).await
+            student_worker::runtime::ecs::run(config, clients, Default::default()).await
         }
     });
     // Let the patch be received and deferred first, then publish its predecessor.
@@ -191,7 +191,8 @@ async fn access_denied_stops_the_worker_and_loses_nothing() {
     assert_eq!(e.kind, Kind::AccessDenied);
     assert!(
         e.to_string().starts_with(
-            "AccessDeniedException on dynamodb:PutItem for table Students: the task role lacks this action; add it to the role's policy"
+            "AccessDeniedException on dynamodb:PutItem for table Students: the role lacks dynamodb:PutItem on table Students; \
+             add \"dynamodb:PutItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy"
         ),
         "{e}"
     );
@@ -234,7 +235,7 @@ async fn an_item_dynamodb_rejects_is_dead_lettered_as_item_rejected() {
 async fn a_record_written_by_hand_without_version_is_replaced_by_the_first_event() {
     use aws_sdk_dynamodb::types::AttributeValue;
     let w = World::new().await;
-    // The setup guide's own test write: `aws dynamodb put-item --item '{"StudentID": {"S": "101"}, "Name": {"S": "Alice"}}'`.
+    // docs/setup.md's own test write: `aws dynamodb put-item --item '{"StudentID": {"S": "101"}, "Name": {"S": "Alice"}}'`.
     w.dynamodb
         .put_item()
         .table_name("Students")

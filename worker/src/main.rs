@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use student_worker::cli::{self, Cli};
-use student_worker::logging::Sink;
+use student_worker::observe::logging::Sink;
 
 /// mimalloc instead of glibc's malloc: the SDK allocates and frees many small
 /// buffers per call on several threads, and glibc's shared arenas made that
@@ -42,7 +42,7 @@ async fn start() -> ExitCode {
         cli::Command::Run(_) => Sink::Stdout,
         _ => Sink::Stderr,
     };
-    student_worker::logging::init(cli.log_format, sink);
+    student_worker::observe::logging::init(cli.log_format, sink);
     match cli::dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error),

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 const MESSAGES: u64 = 50;
 
-async fn run_worker(endpoint: &Endpoint) -> student_worker::run::RunSummary {
+async fn run_worker(endpoint: &Endpoint) -> student_worker::runtime::ecs::RunSummary {
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("ap-northeast-2"))
         .credentials_provider(Credentials::new("test", "test", None, None, "bench-test"))
@@ -26,10 +26,13 @@ async fn run_worker(endpoint: &Endpoint) -> student_worker::run::RunSummary {
     config.exit_when_empty = true;
     config.wait_time_seconds = 1;
     let clients = Clients::for_worker(&sdk, &config);
-    tokio::time::timeout(Duration::from_secs(60), student_worker::run::run(config, clients, CancellationToken::new()))
-        .await
-        .expect("the worker drains 50 messages within a minute")
-        .expect("the run succeeds")
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        student_worker::runtime::ecs::run(config, clients, CancellationToken::new()),
+    )
+    .await
+    .expect("the worker drains 50 messages within a minute")
+    .expect("the run succeeds")
 }
 
 async fn start(settings: Settings) -> Endpoint {

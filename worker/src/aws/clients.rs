@@ -10,12 +10,7 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::{ConfigError, RunConfig};
-
-/// One DynamoDB write attempt may take this long before it counts as failed
-/// and is retried (the SDK sets no read timeout by default).
-pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
-/// SQS calls get this long on top of the long-poll wait before they time out.
-pub const SQS_ATTEMPT_SLACK: Duration = Duration::from_secs(15);
+use crate::limits::{DYNAMODB_ATTEMPT_TIMEOUT, SQS_ATTEMPT_SLACK};
 
 /// Loads the shared SDK configuration; a missing region stops start-up.
 pub async fn load_sdk_config() -> Result<SdkConfig, ConfigError> {
@@ -56,7 +51,7 @@ impl Clients {
     /// per-call bookkeeping cost 2-6 % of the CPU per message; a stalled
     /// answer is already cut short by the attempt timeouts below.
     pub fn for_worker(sdk: &SdkConfig, config: &RunConfig) -> Self {
-        let long_poll = Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(20));
+        let long_poll = Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(0));
         let sqs_timeouts = TimeoutConfig::builder().operation_attempt_timeout(long_poll + SQS_ATTEMPT_SLACK).build();
         let sqs = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(sqs_timeouts)

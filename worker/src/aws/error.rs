@@ -1,6 +1,7 @@
 //! Every AWS failure is classified here, once: what happened ([`Kind`]) and
 //! what to do about it ([`Action`]): retry with backoff, dead-letter the
-//! message, or stop the worker with the setup guide's cause and fix.
+//! message, or stop the worker with its cause and fix (worded in
+//! [`super::explain`]).
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -20,7 +21,7 @@ pub enum Action {
     Stop,
 }
 
-/// The classes of failure the setup guide's error table and DESIGN.md name.
+/// The classes of failure docs/setup.md's error table names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `AccessDeniedException`: the role lacks the action.
@@ -87,9 +88,6 @@ impl AwsError {
             (None, SdkError::DispatchFailure(_)) if missing_credentials(err) => Kind::NoCredentials,
             _ => Kind::Transient,
         };
-        if code.as_deref().is_some_and(is_throttling) {
-            crate::metrics::global().throttled(); // observe (issue 5): every throttle the worker sees
-        }
         Self { kind, action, resource: resource.to_owned(), region: region.to_owned(), code, message }
     }
 
@@ -112,53 +110,91 @@ impl AwsError {
         self.kind.action()
     }
 
-    /// Whether the service throttled the call (a transient error that also
-    /// lowers the write concurrency, see `concurrency.rs`).
+    /// Whether the service throttled the call: [`THROTTLING_CODES`]. The
+    /// throttle metric counts every such error the worker meets; the write
+    /// limiter lowers its concurrency on DynamoDB's.
     pub fn is_throttling(&self) -> bool {
-        self.kind == Kind::Transient && self.code.as_deref().is_some_and(|code| THROTTLING_CODES.contains(&code))
+        self.code.as_deref().is_some_and(is_throttling)
     }
 
-    /// The setup guide's cause → fix for a fatal error.
-    pub fn hint(&self) -> String {
-        let region = &self.region;
-        match self.kind {
-            Kind::AccessDenied => "the task role lacks this action; add it to the role's policy".into(),
-            Kind::NoCredentials => "Unable to locate credentials: no IAM role is attached; attach a task role (taskRoleArn) in the task definition, or for local use configure a profile or AWS_ACCESS_KEY_ID".into(),
-            Kind::BadCredentials => "the credentials were rejected; in ECS rely on the task role and set no keys in the environment".into(),
-            Kind::NotFound => format!("it does not exist in region {region}: a name typo or a region mismatch; check the name and AWS_REGION (the table and queue must be in the task's region)"),
-            Kind::WrongKeySchema => "the table's key schema is not the setup guide's; the table needs partition key StudentID of type S (and no sort key): recreate it, e.g. with `student-worker setup`, or point DYNAMODB_TABLE_NAME at the right table".into(),
-            Kind::Rejected | Kind::Transient => "retried with backoff".into(),
-        }
-    }
-}
-
-impl fmt::Display for AwsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let code = self.code.as_deref().unwrap_or(match self.kind {
+    /// The service's error code, or the kind's name when there is none.
+    pub fn code_or_kind(&self) -> &str {
+        self.code.as_deref().unwrap_or(match self.kind {
             Kind::NoCredentials => "NoCredentials",
             _ => "error",
-        });
-        write!(f, "{code} on {} for {}: ", self.action, self.resource)?;
-        match self.action() {
-            Action::Stop => write!(f, "{} (AWS said: {})", self.hint(), self.message),
-            _ => f.write_str(&self.message),
+        })
+    }
+}
+
+/// What AWS calls are made on, in which region: the context every error
+/// from them carries (and the one place that words it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    name: String,
+    region: String,
+}
+
+impl Resource {
+    /// The queue at `url`.
+    pub fn queue(url: &str, region: &str) -> Self {
+        Self { name: format!("queue {url}"), region: region.to_owned() }
+    }
+
+    /// The table `name`.
+    pub fn table(name: &str, region: &str) -> Self {
+        Self { name: format!("table {name}"), region: region.to_owned() }
+    }
+
+    /// The region the calls go to.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Classifies a failed call of `action` on this resource.
+    pub fn error<E, R>(&self, err: &SdkError<E, R>, action: &'static str) -> AwsError
+    where
+        E: ProvideErrorMetadata + StdError + 'static,
+        R: fmt::Debug + 'static,
+    {
+        AwsError::from_sdk(err, action, &self.name, &self.region)
+    }
+
+    /// A failure outside a service answer (a request builder, a waiter), as `kind`.
+    pub fn local_error(&self, kind: Kind, action: &'static str, e: impl fmt::Display) -> AwsError {
+        AwsError {
+            kind,
+            action,
+            resource: self.name.clone(),
+            region: self.region.clone(),
+            code: None,
+            message: e.to_string(),
         }
     }
 }
 
+// Display is implemented in `super::explain`, where the wording lives.
 impl StdError for AwsError {}
 
-/// Error codes that mean "slow down" (the SDK's own throttling list).
-const THROTTLING_CODES: [&str; 8] = [
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
+/// Error codes that mean "slow down": the SDK's own throttling classifier's
+/// list, plus SQS's query-protocol code. The one list: the metric and the
+/// write limiter both go by it.
+pub const THROTTLING_CODES: [&str; 10] = [
     "Throttling",
+    "ThrottlingException",
     "ThrottledException",
     "RequestThrottledException",
-    "RequestLimitExceeded",
     "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
     "RequestThrottled",
+    "AWS.SimpleQueueService.RequestThrottled",
 ];
+
+/// Whether `code` is one of [`THROTTLING_CODES`].
+pub fn is_throttling(code: &str) -> bool {
+    THROTTLING_CODES.contains(&code)
+}
 
 fn kind_of_code(code: &str) -> Kind {
     match code {
@@ -175,24 +211,6 @@ fn kind_of_code(code: &str) -> Kind {
         "ValidationException" => Kind::Rejected,
         _ => Kind::Transient,
     }
-}
-
-/// Throttling error codes (the SDK's own throttling classifier's list, plus
-/// SQS's query-protocol code).
-pub fn is_throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "ProvisionedThroughputExceededException"
-            | "TransactionInProgressException"
-            | "RequestLimitExceeded"
-            | "RequestThrottled"
-            | "AWS.SimpleQueueService.RequestThrottled"
-    )
 }
 
 /// DynamoDB's ValidationException for a key that does not fit the table
@@ -264,7 +282,7 @@ mod tests {
         };
         assert!(
             e.to_string().starts_with(
-                "AccessDeniedException on dynamodb:PutItem for table Students: the task role lacks this action; add it to the role's policy"
+                "AccessDeniedException on dynamodb:PutItem for table Students: the role lacks dynamodb:PutItem on table Students; add \"dynamodb:PutItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy"
             ),
             "{e}"
         );

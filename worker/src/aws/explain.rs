@@ -1,18 +1,51 @@
-//! The setup guide's error table as cause → fix wording for a failed AWS call
-//! in a check. The failure itself is classified in `crate::error`; this
-//! module only words it for the resource the check was about.
+//! Each AWS failure's cause and fix, worded once: `run` prints them when it
+//! stops on a fatal error, `doctor` prints them per failed check, and
+//! docs/setup.md's error table says the same. The failure itself is
+//! classified in [`super::error`]; this module only words it.
 
-use crate::error::{Action, AwsError, Kind};
+use std::fmt;
 
-/// What a check was about, for the wording.
+use student_shared::item::attr::STUDENT_ID;
+
+use super::error::{Action, AwsError, Kind};
+
+/// `CODE on ACTION for RESOURCE: ` and AWS's message; for a fatal error,
+/// the problem and the fix `doctor` prints too.
+impl fmt::Display for AwsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} on {} for {}: ", self.code_or_kind(), self.action, self.resource)?;
+        match self.action() {
+            Action::Stop => {
+                let explained = explain(self, Subject::of(self));
+                write!(f, "{}; {} (AWS said: {})", explained.problem, explained.fix, self.message)
+            }
+            _ => f.write_str(&self.message),
+        }
+    }
+}
+
+/// What a call was about, for the wording.
 #[derive(Debug, Clone, Copy)]
 pub enum Subject<'a> {
     /// A DynamoDB table, by name.
     Table(&'a str),
-    /// An SQS queue, by URL, and the variable that names it.
-    Queue(&'a str, &'static str),
+    /// An SQS queue, by URL, and what names it (a variable, or a policy's field).
+    Queue(&'a str, &'a str),
     /// The credential chain itself.
     Credentials,
+}
+
+impl<'a> Subject<'a> {
+    /// The subject of `e` as its resource names it (`table NAME`, `queue URL`).
+    pub fn of(e: &'a AwsError) -> Self {
+        if let Some(name) = e.resource.strip_prefix("table ") {
+            Self::Table(name)
+        } else if let Some(url) = e.resource.strip_prefix("queue ") {
+            Self::Queue(url, "the queue URL")
+        } else {
+            Self::Credentials
+        }
+    }
 }
 
 /// A failure's cause, fix, and whether `run` must refuse to start on it.
@@ -20,6 +53,8 @@ pub enum Subject<'a> {
 pub struct Explained {
     /// What went wrong, with AWS's own words at the end.
     pub cause: String,
+    /// What went wrong, without AWS's words.
+    pub problem: String,
     /// What to do.
     pub fix: String,
     /// `run` refuses to start.
@@ -28,68 +63,79 @@ pub struct Explained {
 
 /// Words `e`, a failure of a call about `subject`.
 pub fn explain(e: &AwsError, subject: Subject<'_>) -> Explained {
-    let code = e.code.as_deref().unwrap_or(match e.kind {
-        Kind::NoCredentials => "NoCredentials",
-        _ => "error",
-    });
-    // One line per check: the SDK's chain of attempts comes on several lines.
-    let said = &e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let code = e.code_or_kind();
+    // One line: the SDK's chain of attempts comes on several lines.
+    let said = e.message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let (problem, fix) = problem_and_fix(e, subject);
+    let cause = match e.kind {
+        Kind::NoCredentials => format!("{problem} ({said})"),
+        Kind::Transient => format!("{code}: {said}"),
+        _ => format!("{code}: {problem} (AWS said: {said})"),
+    };
+    // A refused probe of a valid request can only mean a key that does not fit.
+    let fatal = e.action() == Action::Stop || e.kind == Kind::Rejected;
+    Explained { cause, problem, fix, fatal }
+}
+
+fn problem_and_fix(e: &AwsError, subject: Subject<'_>) -> (String, String) {
     let region = &e.region;
-    let (cause, fix) = match e.kind {
+    match e.kind {
         Kind::NoCredentials => (
-            format!("Unable to locate credentials: no IAM role is attached and no keys are configured ({said})"),
+            "Unable to locate credentials: no IAM role is attached and no keys are configured".to_owned(),
             "attach a task role (taskRoleArn) in the task definition; for local use configure a profile \
              (`aws configure`) or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
                 .to_owned(),
         ),
         Kind::BadCredentials => (
-            format!("{code}: the credentials were rejected: wrong, expired, or of another account (AWS said: {said})"),
+            "the credentials were rejected: wrong, expired, or of another account".to_owned(),
             "in ECS rely on the task role and set no keys in the task definition; locally refresh the profile's keys or session".to_owned(),
         ),
         Kind::AccessDenied => (
-            format!("AccessDeniedException: the role lacks {} on {} (AWS said: {said})", e.action, e.resource),
+            format!("the role lacks {} on {}", e.action, e.resource),
             format!(
                 "add \"{}\" on {} to the task role's IAM policy (locally: to your profile's user or role)",
                 e.action,
                 resource_arn(subject, region)
             ),
         ),
-        Kind::NotFound => not_found(code, subject, region, said),
-        Kind::WrongKeySchema | Kind::Rejected => (
-            format!(
-                "{code}: the table's key is not the setup guide's: partition key StudentID of type S, no sort key (AWS said: {said})"
-            ),
-            "recreate the table with partition key StudentID (String) (`student-worker setup` in dev accounts), \
-             or point DYNAMODB_TABLE_NAME at the right table"
-                .to_owned(),
-        ),
+        Kind::NotFound => not_found(subject, region),
+        Kind::WrongKeySchema | Kind::Rejected => wrong_key_schema(),
         Kind::Transient => (
-            format!("{code}: {said}"),
-            "a network or service problem: check that the AWS endpoint is reachable (and AWS_ENDPOINT_URL, if set), then run doctor again".to_owned(),
+            "a network or service problem".to_owned(),
+            "check that the AWS endpoint is reachable (and AWS_ENDPOINT_URL, if set), then run doctor again".to_owned(),
         ),
-    };
-    // A refused probe of a valid request can only mean a key that does not fit.
-    let fatal = e.action() == Action::Stop || e.kind == Kind::Rejected;
-    Explained { cause, fix, fatal }
+    }
 }
 
-fn not_found(code: &str, subject: Subject<'_>, region: &str, said: &str) -> (String, String) {
+/// The cause and fix of a table whose key does not fit.
+pub fn wrong_key_schema() -> (String, String) {
+    (
+        format!("the table's key is not partition key {STUDENT_ID} of type S with no sort key"),
+        format!(
+            "point DYNAMODB_TABLE_NAME at a table with partition key {STUDENT_ID} (String) and no sort key, \
+             or delete this one and create it so (docs/setup.md)"
+        ),
+    )
+}
+
+fn not_found(subject: Subject<'_>, region: &str) -> (String, String) {
     match subject {
         Subject::Table(name) => (
             format!(
-                "{code}: table {name} does not exist in region {region} (the region asked): a table name typo or a region mismatch (AWS said: {said})"
+                "table {name} does not exist in region {region} (the region asked): a table name typo or a region mismatch"
             ),
-            "check DYNAMODB_TABLE_NAME and AWS_REGION: the table must be in the same region as the ECS task \
-             (create it with partition key StudentID, type String)"
-                .to_owned(),
+            format!(
+                "check DYNAMODB_TABLE_NAME and AWS_REGION: the table must be in the same region as the ECS task \
+                 (create it with partition key {STUDENT_ID}, type String)"
+            ),
         ),
         Subject::Queue(url, variable) => (
             format!(
-                "{code}: queue {url} does not exist in region {region} (the region asked): a URL typo or a region mismatch (AWS said: {said})"
+                "queue {url} does not exist in region {region} (the region asked): a URL typo or a region mismatch"
             ),
             format!("check {variable} and AWS_REGION: use the URL `aws sqs get-queue-url` prints in the task's region"),
         ),
-        Subject::Credentials => (format!("{code}: {said}"), "check the credential configuration".to_owned()),
+        Subject::Credentials => ("not found".to_owned(), "check the credential configuration".to_owned()),
     }
 }
 
@@ -146,5 +192,16 @@ mod tests {
             resource_arn(Subject::Queue(url, "SQS_QUEUE_URL"), "ap-northeast-2"),
             "arn:aws:sqs:ap-northeast-2:123456789012:students"
         );
+    }
+
+    #[test]
+    fn run_and_doctor_word_a_failure_alike() {
+        let e = error(Kind::AccessDenied, "AccessDeniedException", "dynamodb:PutItem", "table Students");
+        let doctor = explain(&e, Subject::Table("Students"));
+        let run = e.to_string();
+        assert!(run.contains(&doctor.problem) && run.contains(&doctor.fix), "{run}");
+        let e = error(Kind::NotFound, "QueueDoesNotExist", "sqs:ReceiveMessage", "queue https://sqs.x/1/students");
+        assert!(matches!(Subject::of(&e), Subject::Queue("https://sqs.x/1/students", _)));
+        assert!(e.to_string().contains("a URL typo or a region mismatch"), "{e}");
     }
 }

@@ -1,13 +1,13 @@
 //! `student-worker healthcheck`: the ECS container health check. Reads the
-//! health file the running worker keeps (see [`crate::health`]) and exits 0
+//! health file the running worker keeps (see [`crate::observe::health`]) and exits 0
 //! when its loop made progress recently and it is not in a fatal state, 1
 //! otherwise with the reason. Needs no shell, no AWS access and no worker
 //! configuration besides `WORKER_HEALTH_FILE`.
 
 use clap::Args;
 
-use crate::health::Verdict;
-use crate::observe::{self, OFF};
+use crate::config::observe::{OFF, health_file_or_default};
+use crate::observe::health::{self, Verdict};
 
 /// `healthcheck`'s flags.
 #[derive(Debug, Clone, Args)]
@@ -29,8 +29,8 @@ pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), Unhealthy> {
             "WORKER_HEALTH_FILE is `{OFF}`: the worker keeps no health file to check; unset it (or name a path) for both run and healthcheck"
         )));
     }
-    let path = observe::health_file_or_default(args.health_file.as_deref());
-    match observe::check(&path) {
+    let path = health_file_or_default(args.health_file.as_deref());
+    match health::check(&path, std::time::SystemTime::now()) {
         Verdict::Healthy(why) => {
             println!("healthy: {why}");
             Ok(())

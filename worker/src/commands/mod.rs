@@ -1,7 +1,8 @@
-//! The subcommands besides `run`.
+//! The subcommands, one file (or folder) each.
 
 pub mod dlq;
 pub mod doctor;
 pub mod healthcheck;
 pub mod publish;
+pub mod run;
 pub mod setup;

@@ -13,9 +13,9 @@ use student_shared::decode;
 use student_shared::limits::MAX_BODY_BYTES;
 use tokio::io::AsyncReadExt;
 
-use crate::ack::MAX_BATCH_ENTRIES;
+use crate::aws::error::Resource;
 use crate::aws::region_of;
-use crate::error::AwsError;
+use crate::limits::MAX_BATCH_ENTRIES;
 
 /// `publish`'s flags.
 #[derive(Debug, Clone, Args)]
@@ -136,7 +136,7 @@ async fn send_batch(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk(&e, "sqs:SendMessageBatch", &format!("queue {queue_url}"), region))?;
+        .map_err(|e| Resource::queue(queue_url, region).error(&e, "sqs:SendMessageBatch"))?;
     Ok(out
         .failed
         .into_iter()

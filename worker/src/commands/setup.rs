@@ -9,8 +9,13 @@ use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement
 use aws_sdk_sqs::types::QueueAttributeName;
 use clap::Args;
 
+use student_shared::item::attr::STUDENT_ID;
+
+use crate::aws::error::{AwsError, Kind, Resource};
 use crate::aws::region_of;
-use crate::error::{AwsError, Kind};
+use crate::aws::table::key_schema_mismatch;
+use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
+use crate::limits::MAX_VISIBILITY_TIMEOUT_SECONDS;
 
 /// The DLQ keeps messages for the SQS maximum, 14 days, to give operators time.
 const DLQ_RETENTION_SECONDS: &str = "1209600";
@@ -31,8 +36,8 @@ pub struct SetupArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_receive_count: u32,
     /// The queue's default visibility timeout (`run` asks for its own on each receive).
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u32).range(0..=43_200))]
-    pub visibility_timeout_seconds: u32,
+    #[arg(long, default_value_t = DEFAULT_VISIBILITY_TIMEOUT_SECONDS, value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_VISIBILITY_TIMEOUT_SECONDS)))]
+    pub visibility_timeout_seconds: i32,
 }
 
 impl SetupArgs {
@@ -76,50 +81,46 @@ pub async fn ensure(sdk: &SdkConfig, args: &SetupArgs) -> Result<SetupOutput, Aw
     let queue_url = ensure_queue(&sqs, &args.queue_name, fifo, &region).await?;
     let redrive = serde_json::json!({ "deadLetterTargetArn": dlq_arn, "maxReceiveCount": args.max_receive_count });
     let set = |url: &str, name: QueueAttributeName, value: String| {
-        sqs.set_queue_attributes().queue_url(url.to_owned()).attributes(name, value).send()
+        let resource = Resource::queue(url, &region);
+        let call = sqs.set_queue_attributes().queue_url(url.to_owned()).attributes(name, value).send();
+        async move { call.await.map(|_| ()).map_err(|e| resource.error(&e, "sqs:SetQueueAttributes")) }
     };
-    set(&queue_url, QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .await
-        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &queue_url, &region))?;
-    set(&queue_url, QueueAttributeName::VisibilityTimeout, args.visibility_timeout_seconds.to_string())
-        .await
-        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &queue_url, &region))?;
-    set(&dlq_url, QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECONDS.to_owned())
-        .await
-        .map_err(|e| AwsError::from_sdk(&e, "sqs:SetQueueAttributes", &dlq_url, &region))?;
+    set(&queue_url, QueueAttributeName::RedrivePolicy, redrive.to_string()).await?;
+    set(&queue_url, QueueAttributeName::VisibilityTimeout, args.visibility_timeout_seconds.to_string()).await?;
+    set(&dlq_url, QueueAttributeName::MessageRetentionPeriod, DLQ_RETENTION_SECONDS.to_owned()).await?;
     tracing::info!(table = %args.table_name, %queue_url, %dlq_url, max_receive_count = args.max_receive_count, "setup complete");
     Ok(SetupOutput { table_name: args.table_name.clone(), queue_url, dlq_url })
 }
 
 async fn ensure_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: &str) -> Result<(), AwsError> {
-    let resource = format!("table {table}");
+    let resource = Resource::table(table, region);
     let created = dynamodb
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(
             AttributeDefinition::builder()
-                .attribute_name("StudentID")
+                .attribute_name(STUDENT_ID)
                 .attribute_type(ScalarAttributeType::S)
                 .build()
-                .map_err(|e| local_error(Kind::Rejected, "dynamodb:CreateTable", e, &resource, region))?,
+                .map_err(|e| resource.local_error(Kind::Rejected, "dynamodb:CreateTable", e))?,
         )
         .key_schema(
             KeySchemaElement::builder()
-                .attribute_name("StudentID")
+                .attribute_name(STUDENT_ID)
                 .key_type(KeyType::Hash)
                 .build()
-                .map_err(|e| local_error(Kind::Rejected, "dynamodb:CreateTable", e, &resource, region))?,
+                .map_err(|e| resource.local_error(Kind::Rejected, "dynamodb:CreateTable", e))?,
         )
         .send()
         .await;
     match created {
         Ok(_) => tracing::info!(table, "table created"),
         Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => {
-            check_key_schema(dynamodb, table, region).await?;
-            tracing::info!(table, "table exists with key StudentID (S)");
+            check_key_schema(dynamodb, table, &resource).await?;
+            tracing::info!(table, "table exists with key {STUDENT_ID} (S)");
         }
-        Err(e) => return Err(AwsError::from_sdk(&e, "dynamodb:CreateTable", &resource, region)),
+        Err(e) => return Err(resource.error(&e, "dynamodb:CreateTable")),
     }
     dynamodb
         .wait_until_table_exists()
@@ -127,30 +128,25 @@ async fn ensure_table(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: 
         .wait(std::time::Duration::from_secs(120))
         .await
         .map(|_| ())
-        .map_err(|e| local_error(Kind::Transient, "dynamodb:DescribeTable", e, &resource, region))
+        .map_err(|e| resource.local_error(Kind::Transient, "dynamodb:DescribeTable", e))
 }
 
-/// An existing table must have the setup guide's key: `StudentID` (S), no sort key.
-async fn check_key_schema(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: &str) -> Result<(), AwsError> {
-    let resource = format!("table {table}");
+/// An existing table must have the worker's key: `StudentID` (S), no sort key.
+async fn check_key_schema(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    table_name: &str,
+    table: &Resource,
+) -> Result<(), AwsError> {
     let described = dynamodb
         .describe_table()
-        .table_name(table)
+        .table_name(table_name)
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk(&e, "dynamodb:DescribeTable", &resource, region))?;
-    let Some(t) = described.table else { return Ok(()) };
-    let keys: Vec<(&str, &KeyType)> = t.key_schema().iter().map(|k| (k.attribute_name(), k.key_type())).collect();
-    let string_key = t
-        .attribute_definitions()
-        .iter()
-        .any(|a| a.attribute_name() == "StudentID" && *a.attribute_type() == ScalarAttributeType::S);
-    if keys == [("StudentID", &KeyType::Hash)] && string_key {
-        return Ok(());
+        .map_err(|e| table.error(&e, "dynamodb:DescribeTable"))?;
+    match described.table.as_ref().and_then(key_schema_mismatch) {
+        Some(found) => Err(table.local_error(Kind::WrongKeySchema, "dynamodb:CreateTable", found)),
+        None => Ok(()),
     }
-    let found: Vec<String> = keys.iter().map(|(name, kind)| format!("{name} ({})", kind.as_str())).collect();
-    let message = format!("the existing table's key is {}", found.join(", "));
-    Err(local_error(Kind::WrongKeySchema, "dynamodb:CreateTable", message, &resource, region))
 }
 
 async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region: &str) -> Result<String, AwsError> {
@@ -163,8 +159,7 @@ async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region:
     if fifo {
         create = create.attributes(QueueAttributeName::FifoQueue, "true");
     }
-    let out =
-        create.send().await.map_err(|e| AwsError::from_sdk(&e, "sqs:CreateQueue", &format!("queue {name}"), region))?;
+    let out = create.send().await.map_err(|e| Resource::queue(name, region).error(&e, "sqs:CreateQueue"))?;
     tracing::info!(queue = name, "queue created");
     Ok(out.queue_url.unwrap_or_default())
 }
@@ -176,18 +171,6 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str, region: &str) -> Result
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
-        .map_err(|e| AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {url}"), region))?;
+        .map_err(|e| Resource::queue(url, region).error(&e, "sqs:GetQueueAttributes"))?;
     Ok(out.attributes.unwrap_or_default().remove(&QueueAttributeName::QueueArn).unwrap_or_default())
-}
-
-/// A failure the SDK reports outside a service error (builders, waiters).
-fn local_error(kind: Kind, action: &'static str, e: impl std::fmt::Display, resource: &str, region: &str) -> AwsError {
-    AwsError {
-        kind,
-        action,
-        resource: resource.to_owned(),
-        region: region.to_owned(),
-        code: None,
-        message: e.to_string(),
-    }
 }

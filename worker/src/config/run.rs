@@ -1,26 +1,76 @@
-//! `run`'s configuration: defaults, ranges and the error that stops start-up
-//! naming the variable and what is allowed.
+//! `run`'s configuration: its flags and variables, the defaults (each
+//! written once, here), the ranges, and the validated [`RunConfig`].
 
 use std::time::Duration;
 
-use crate::cli::RunArgs;
-use crate::observe::ObserveConfig;
+use clap::Args;
 
-/// SQS returns at most 10 messages per receive.
-pub const MAX_BATCH_SIZE: i32 = 10;
-/// SQS long polls wait at most 20 s.
-pub const MAX_WAIT_TIME_SECONDS: i32 = 20;
-/// SQS's largest visibility timeout: 12 hours.
-pub const MAX_VISIBILITY_TIMEOUT_SECONDS: i32 = 43_200;
-/// Smallest visibility timeout: room for the 5 s deadline margin, one 5 s
-/// write attempt and the delete.
-pub const MIN_VISIBILITY_TIMEOUT_SECONDS: i32 = 15;
+use super::error::{ConfigError, boolean, check_url, given, int, required};
+use super::observe::{ObserveArgs, ObserveConfig};
+use crate::limits::{
+    MAX_BATCH_SIZE, MAX_VISIBILITY_TIMEOUT_SECONDS, MAX_WAIT_TIME_SECONDS, MIN_VISIBILITY_TIMEOUT_SECONDS,
+};
+
+/// `WORKER_CONCURRENCY`'s default.
+pub const DEFAULT_CONCURRENCY: usize = 32;
+/// `SQS_WAIT_TIME_SECONDS`'s default: the longest long poll, so an idle worker makes the fewest calls.
+pub const DEFAULT_WAIT_TIME_SECONDS: i32 = MAX_WAIT_TIME_SECONDS;
+/// `SQS_BATCH_SIZE`'s default: as many as a receive returns.
+pub const DEFAULT_BATCH_SIZE: i32 = MAX_BATCH_SIZE;
+/// `SQS_VISIBILITY_TIMEOUT_SECONDS`'s default.
+pub const DEFAULT_VISIBILITY_TIMEOUT_SECONDS: i32 = 60;
+/// `WORKER_SHUTDOWN_GRACE_SECONDS`'s default: below ECS's 30 s `stopTimeout`.
+pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 25;
+/// Longest drain budget accepted.
+pub const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 3600;
 /// Default for how long the heartbeat may keep a message after its receive: 5 minutes.
 pub const DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS: i32 = 300;
-/// Default cap of the deferral ladder (15 minutes): see `process::defer_seconds`.
+/// Default cap of the deferral ladder (15 minutes): see `handler::decide::defer_seconds`.
 pub const DEFAULT_MAX_DEFER_SECONDS: i32 = 900;
 /// Upper bound on concurrency: far above what one task's connection pool uses well.
 pub const MAX_CONCURRENCY: usize = 4096;
+
+/// `run`'s flags, read as text and validated by [`RunConfig::from_args`] so
+/// that every refusal names the environment variable and what is allowed.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Source queue URL.
+    #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
+    pub queue_url: Option<String>,
+    /// DynamoDB table name, e.g. `Students` (docs/setup.md).
+    #[arg(long, env = "DYNAMODB_TABLE_NAME", value_name = "NAME")]
+    pub table_name: Option<String>,
+    /// Dead-letter queue URL: invalid messages are forwarded here at once.
+    #[arg(long, env = "SQS_DLQ_URL", value_name = "URL")]
+    pub dlq_url: Option<String>,
+    /// Messages processed at once, 1–4096 [default: 32].
+    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "N")]
+    pub concurrency: Option<String>,
+    /// Long-poll wait, 0–20 [default: 20].
+    #[arg(long, env = "SQS_WAIT_TIME_SECONDS", value_name = "SECONDS")]
+    pub wait_time_seconds: Option<String>,
+    /// Messages per receive, 1–10 [default: 10].
+    #[arg(long, env = "SQS_BATCH_SIZE", value_name = "N")]
+    pub batch_size: Option<String>,
+    /// Visibility timeout asked for on each receive [default: 60].
+    #[arg(long, env = "SQS_VISIBILITY_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub visibility_timeout_seconds: Option<String>,
+    /// The visibility heartbeat keeps a message invisible at most this long after its receive; 0: off [default: 300].
+    #[arg(long, env = "WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", value_name = "SECONDS")]
+    pub max_visibility_extension_seconds: Option<String>,
+    /// Longest a deferred patch is hidden before it comes back, 1–43200 [default: 900].
+    #[arg(long, env = "WORKER_MAX_DEFER_SECONDS", value_name = "SECONDS")]
+    pub max_defer_seconds: Option<String>,
+    /// Drain budget after SIGTERM, below ECS `stopTimeout` [default: 25].
+    #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
+    pub shutdown_grace_seconds: Option<String>,
+    /// Exit 0 once the queue is empty and nothing is in flight (demos, batch jobs).
+    #[arg(long, env = "WORKER_EXIT_WHEN_EMPTY", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub exit_when_empty: Option<String>,
+    /// Metrics and health.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
 
 /// Validated configuration of `run`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,36 +103,22 @@ pub struct RunConfig {
     pub observe: ObserveConfig,
 }
 
-/// A configuration value that stops start-up.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable} (--{flag}) {problem}; {fix}")]
-pub struct ConfigError {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// The equivalent flag, without dashes.
-    pub flag: &'static str,
-    /// What is wrong.
-    pub problem: String,
-    /// What to do.
-    pub fix: String,
-}
-
 impl RunConfig {
-    /// A configuration with the defaults of DESIGN.md.
+    /// A configuration with the defaults above (what `run` does with only the two required values set).
     pub fn new(queue_url: impl Into<String>, table_name: impl Into<String>) -> Self {
         Self {
             queue_url: queue_url.into(),
             table_name: table_name.into(),
             dlq_url: None,
-            concurrency: 32,
-            wait_time_seconds: MAX_WAIT_TIME_SECONDS,
-            batch_size: MAX_BATCH_SIZE,
-            visibility_timeout_seconds: 60,
+            concurrency: DEFAULT_CONCURRENCY,
+            wait_time_seconds: DEFAULT_WAIT_TIME_SECONDS,
+            batch_size: DEFAULT_BATCH_SIZE,
+            visibility_timeout_seconds: DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
             max_visibility_extension_seconds: DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS,
             max_defer_seconds: DEFAULT_MAX_DEFER_SECONDS,
-            shutdown_grace_seconds: 25,
+            shutdown_grace_seconds: DEFAULT_SHUTDOWN_GRACE_SECONDS,
             exit_when_empty: false,
-            observe: ObserveConfig::off(),
+            observe: ObserveConfig::off(DEFAULT_WAIT_TIME_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
         }
     }
 
@@ -93,23 +129,30 @@ impl RunConfig {
         let table_name =
             required(&args.table_name, "DYNAMODB_TABLE_NAME", "table-name", "the table name, e.g. Students")?;
         check_table_name(&table_name)?;
-        let dlq_url = args.dlq_url.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let dlq_url = given(&args.dlq_url).map(str::to_owned);
         if let Some(url) = &dlq_url {
             check_url(url, "SQS_DLQ_URL", "dlq-url")?;
         }
         let mut c = Self::new(queue_url, table_name);
         c.dlq_url = dlq_url;
-        c.concurrency = int(&args.concurrency, "WORKER_CONCURRENCY", "concurrency", 1, MAX_CONCURRENCY, c.concurrency)?;
-        c.wait_time_seconds =
-            int(&args.wait_time_seconds, "SQS_WAIT_TIME_SECONDS", "wait-time-seconds", 0, MAX_WAIT_TIME_SECONDS, 20)?;
-        c.batch_size = int(&args.batch_size, "SQS_BATCH_SIZE", "batch-size", 1, MAX_BATCH_SIZE, MAX_BATCH_SIZE)?;
+        c.concurrency =
+            int(&args.concurrency, "WORKER_CONCURRENCY", "concurrency", 1, MAX_CONCURRENCY, DEFAULT_CONCURRENCY)?;
+        c.wait_time_seconds = int(
+            &args.wait_time_seconds,
+            "SQS_WAIT_TIME_SECONDS",
+            "wait-time-seconds",
+            0,
+            MAX_WAIT_TIME_SECONDS,
+            DEFAULT_WAIT_TIME_SECONDS,
+        )?;
+        c.batch_size = int(&args.batch_size, "SQS_BATCH_SIZE", "batch-size", 1, MAX_BATCH_SIZE, DEFAULT_BATCH_SIZE)?;
         c.visibility_timeout_seconds = int(
             &args.visibility_timeout_seconds,
             "SQS_VISIBILITY_TIMEOUT_SECONDS",
             "visibility-timeout-seconds",
             MIN_VISIBILITY_TIMEOUT_SECONDS,
             MAX_VISIBILITY_TIMEOUT_SECONDS,
-            60,
+            DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
         )?;
         c.max_visibility_extension_seconds = max_extension(args, c.visibility_timeout_seconds)?;
         c.max_defer_seconds = int(
@@ -120,10 +163,16 @@ impl RunConfig {
             MAX_VISIBILITY_TIMEOUT_SECONDS,
             DEFAULT_MAX_DEFER_SECONDS,
         )?;
-        c.shutdown_grace_seconds =
-            int(&args.shutdown_grace_seconds, "WORKER_SHUTDOWN_GRACE_SECONDS", "shutdown-grace-seconds", 0, 3600, 25)?;
+        c.shutdown_grace_seconds = int(
+            &args.shutdown_grace_seconds,
+            "WORKER_SHUTDOWN_GRACE_SECONDS",
+            "shutdown-grace-seconds",
+            0,
+            MAX_SHUTDOWN_GRACE_SECONDS,
+            DEFAULT_SHUTDOWN_GRACE_SECONDS,
+        )?;
         c.exit_when_empty = boolean(&args.exit_when_empty, "WORKER_EXIT_WHEN_EMPTY", "exit-when-empty")?;
-        c.observe = ObserveConfig::from_args(args, &c)?;
+        c.observe = ObserveConfig::from_args(&args.observe, c.wait_time_seconds, c.visibility_timeout_seconds)?;
         Ok(c)
     }
 
@@ -163,35 +212,6 @@ fn max_extension(args: &RunArgs, visibility: i32) -> Result<i32, ConfigError> {
     Ok(value)
 }
 
-fn required(
-    value: &Option<String>,
-    variable: &'static str,
-    flag: &'static str,
-    what: &str,
-) -> Result<String, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        Some(v) if !v.is_empty() => Ok(v.to_owned()),
-        _ => Err(ConfigError {
-            variable,
-            flag,
-            problem: "is not set".into(),
-            fix: format!("set {variable} (or --{flag}) to {what}"),
-        }),
-    }
-}
-
-fn check_url(url: &str, variable: &'static str, flag: &'static str) -> Result<(), ConfigError> {
-    if url.starts_with("https://") || url.starts_with("http://") {
-        return Ok(());
-    }
-    Err(ConfigError {
-        variable,
-        flag,
-        problem: format!("is {url:?}, not a queue URL"),
-        fix: "use the URL `aws sqs get-queue-url` prints, e.g. https://sqs.ap-northeast-2.amazonaws.com/123456789012/students".into(),
-    })
-}
-
 /// DynamoDB table names: 3–255 of `[A-Za-z0-9_.-]`.
 fn check_table_name(name: &str) -> Result<(), ConfigError> {
     let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
@@ -202,44 +222,8 @@ fn check_table_name(name: &str) -> Result<(), ConfigError> {
         variable: "DYNAMODB_TABLE_NAME",
         flag: "table-name",
         problem: format!("is {name:?}, not a valid table name"),
-        fix: "use 3–255 characters of A-Z a-z 0-9 _ - . (the setup guide's table is Students)".into(),
+        fix: "use 3–255 characters of A-Z a-z 0-9 _ - . (docs/setup.md creates Students)".into(),
     })
-}
-
-/// An integer setting from `min` to `max`, `default` when unset.
-pub(crate) fn int<T>(
-    value: &Option<String>,
-    variable: &'static str,
-    flag: &'static str,
-    min: T,
-    max: T,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
-{
-    let Some(raw) = value.as_deref().map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(default);
-    };
-    match raw.parse::<T>() {
-        Ok(v) if v >= min && v <= max => Ok(v),
-        _ => Err(ConfigError {
-            variable,
-            flag,
-            problem: format!("is {raw:?}"),
-            fix: format!("expected an integer from {min} to {max} (default {default})"),
-        }),
-    }
-}
-
-fn boolean(value: &Option<String>, variable: &'static str, flag: &'static str) -> Result<bool, ConfigError> {
-    match value.as_deref().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "false" | "0" | "no") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some(other) => {
-            Err(ConfigError { variable, flag, problem: format!("is {other:?}"), fix: "expected true or false".into() })
-        }
-    }
 }
 
 #[cfg(test)]
@@ -251,6 +235,26 @@ mod tests {
             queue_url: Some("http://127.0.0.1:5000/123456789012/students".into()),
             table_name: Some("Students".into()),
             ..RunArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_help_shows_the_defaults_the_code_uses() {
+        use clap::Args as _;
+        let help = RunArgs::augment_args(clap::Command::new("run")).render_long_help().to_string();
+        for (flag, default) in [
+            ("concurrency", DEFAULT_CONCURRENCY.to_string()),
+            ("wait-time-seconds", DEFAULT_WAIT_TIME_SECONDS.to_string()),
+            ("batch-size", DEFAULT_BATCH_SIZE.to_string()),
+            ("visibility-timeout-seconds", DEFAULT_VISIBILITY_TIMEOUT_SECONDS.to_string()),
+            ("max-visibility-extension-seconds", DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS.to_string()),
+            ("max-defer-seconds", DEFAULT_MAX_DEFER_SECONDS.to_string()),
+            ("shutdown-grace-seconds", DEFAULT_SHUTDOWN_GRACE_SECONDS.to_string()),
+        ] {
+            let at = help.find(&format!("--{flag} ")).unwrap_or_else(|| panic!("--{flag} in the help"));
+            let entry = &help[at..];
+            let end = entry[2..].find("\n  -").map_or(entry.len(), |i| i + 2);
+            assert!(entry[..end].contains(&format!("[default: {default}]")), "--{flag}: {}", &entry[..end]);
         }
     }
 

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::Notify;
 
+use crate::observe::Metrics;
+
 /// The fewest writes in flight.
 pub const FLOOR: usize = 1;
 
@@ -39,6 +41,7 @@ struct State {
 #[derive(Debug)]
 pub struct Limiter {
     ceiling: usize,
+    metrics: Arc<Metrics>,
     state: Mutex<State>,
     freed: Notify,
 }
@@ -62,12 +65,15 @@ pub struct Permit {
 }
 
 impl Limiter {
-    /// A limiter starting (and capped) at `ceiling` writes in flight.
-    pub fn new(ceiling: usize) -> Arc<Self> {
+    /// A limiter starting (and capped) at `ceiling` writes in flight; its
+    /// limit is the `ConcurrencyLevel` gauge of `metrics`.
+    pub fn new(ceiling: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         let ceiling = ceiling.max(FLOOR);
+        metrics.set_concurrency(ceiling);
         let stats = ConcurrencyStats { current: ceiling, min: ceiling, decreases: 0, increases: 0 };
         Arc::new(Self {
             ceiling,
+            metrics,
             state: Mutex::new(State { limit: ceiling, in_flight: 0, epoch: 0, successes: 0, stats }),
             freed: Notify::new(),
         })
@@ -135,7 +141,7 @@ impl Limiter {
         }
         state.stats.current = state.limit;
         if state.limit != old {
-            crate::metrics::global().set_concurrency(state.limit); // observe (issue 5)
+            self.metrics.set_concurrency(state.limit);
         }
     }
 }
@@ -160,7 +166,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_burst_of_throttles_halves_once_and_successes_win_it_back() {
-        let limiter = Limiter::new(8);
+        let limiter = Limiter::new(8, Arc::default());
         let mut permits = Vec::new();
         for _ in 0..8 {
             permits.push(limiter.acquire().await);
@@ -184,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn never_below_one_and_waits_for_a_free_slot() {
-        let limiter = Limiter::new(2);
+        let limiter = Limiter::new(2, Arc::default());
         limiter.acquire().await.done(Signal::Throttled);
         limiter.acquire().await.done(Signal::Throttled);
         assert_eq!(limiter.current(), FLOOR);

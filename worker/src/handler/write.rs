@@ -1,6 +1,7 @@
 //! Applies one event to DynamoDB with its conditional write (see
 //! `student_shared::plan`), retrying throttling and transient errors with
-//! backoff until the message's deadline (which the heartbeat may move). Each
+//! backoff until the message's deadline (which the runtime supplies, and the
+//! ECS heartbeat may move). Each
 //! attempt takes a slot from the adaptive concurrency [`Limiter`] and reports
 //! back whether DynamoDB throttled it. On a failed condition the old item
 //! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) says why, without a read.
@@ -17,11 +18,34 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::time::Instant;
 
-use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
-use crate::concurrency::{Limiter, Signal};
-use crate::error::{Action, AwsError};
-use crate::heartbeat::Lease;
-use crate::retry::{self, Retried, Retryable};
+use super::concurrency::{Limiter, Signal};
+use super::message::Deadline;
+use super::retry::{self, Retried, Retryable};
+use crate::aws::{Action, AwsError, Resource};
+use crate::limits::DYNAMODB_ATTEMPT_TIMEOUT;
+use crate::observe::Metrics;
+
+/// Sends a PutItem or UpdateItem `call` under `condition` (names and values
+/// as placeholders), asking for the old item when the condition fails: that
+/// failure is `Ok(Some(old item))`, success `Ok(None)`, any other error goes
+/// through `$map`. A macro because the two request builders share these
+/// methods but no trait.
+macro_rules! conditional {
+    ($call:expr, $condition:expr, $names:expr, $values:expr, $error:ident, $map:expr) => {
+        $call
+            .condition_expression($condition)
+            .set_expression_attribute_names(Some($names))
+            .set_expression_attribute_values(Some($values))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await
+            .map(|_| None)
+            .or_else(|e| match e.as_service_error() {
+                Some($error::ConditionalCheckFailedException(c)) => Ok(Some(c.item.clone())),
+                _ => Err($map(&e)),
+            })
+    };
+}
 
 /// What a write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,14 +92,22 @@ impl Retryable for WriteError {
 pub struct Writer {
     dynamodb: aws_sdk_dynamodb::Client,
     table: String,
-    region: String,
+    resource: Resource,
     limiter: Arc<Limiter>,
+    metrics: Arc<Metrics>,
 }
 
 impl Writer {
     /// A writer for `table`; the client should have SDK retries off.
-    pub fn new(dynamodb: aws_sdk_dynamodb::Client, table: &str, region: &str, limiter: Arc<Limiter>) -> Self {
-        Self { dynamodb, table: table.to_owned(), region: region.to_owned(), limiter }
+    /// Throttled attempts are counted in `metrics`.
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: &str,
+        region: &str,
+        limiter: Arc<Limiter>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { dynamodb, table: table.to_owned(), resource: Resource::table(table, region), limiter, metrics }
     }
 
     /// The adaptive limit on writes in flight.
@@ -85,7 +117,7 @@ impl Writer {
 
     /// Applies `event`, retrying transient failures while a whole attempt
     /// still fits before the lease's deadline.
-    pub async fn write(&self, event: &StudentEvent, lease: &Lease) -> Retried<Written, WriteError> {
+    pub async fn write(&self, event: &StudentEvent, lease: &impl Deadline) -> Retried<Written, WriteError> {
         let plan = match plan_write(event, &now_rfc3339()) {
             Ok(plan) => plan,
             Err(e) => return Retried { result: Err(e.into()), attempts: 0 },
@@ -102,7 +134,7 @@ impl Writer {
         &self,
         event: &StudentEvent,
         plan: &WritePlan,
-        lease: &Lease,
+        lease: &impl Deadline,
     ) -> Result<Written, WriteError> {
         let permit = self.limiter.acquire().await;
         if Instant::now() >= last_start(lease) {
@@ -120,39 +152,15 @@ impl Writer {
 
     async fn attempt(&self, event: &StudentEvent, plan: &WritePlan) -> Result<Written, WriteError> {
         let old = match plan.clone() {
-            WritePlan::Put { item, condition, names, values } => self
-                .dynamodb
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await
-                .map(|_| None)
-                .or_else(|e| match e.as_service_error() {
-                    Some(PutItemError::ConditionalCheckFailedException(c)) => Ok(Some(c.item.clone())),
-                    _ => Err(self.error(&e, plan)),
-                })?,
-            WritePlan::Update { key, update, condition, names, values } => self
-                .dynamodb
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(key))
-                .update_expression(update)
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                .send()
-                .await
-                .map(|_| None)
-                .or_else(|e| match e.as_service_error() {
-                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => Ok(Some(c.item.clone())),
-                    _ => Err(self.error(&e, plan)),
-                })?,
+            WritePlan::Put { item, condition, names, values } => {
+                let call = self.dynamodb.put_item().table_name(&self.table).set_item(Some(item));
+                conditional!(call, condition, names, values, PutItemError, |e| self.error(e, plan))?
+            }
+            WritePlan::Update { key, update, condition, names, values } => {
+                let call =
+                    self.dynamodb.update_item().table_name(&self.table).set_key(Some(key)).update_expression(update);
+                conditional!(call, condition, names, values, UpdateItemError, |e| self.error(e, plan))?
+            }
         };
         Ok(match old {
             None => Written::Applied,
@@ -165,12 +173,12 @@ impl Writer {
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug + 'static,
     {
-        AwsError::from_sdk(e, plan.action(), &format!("table {}", self.table), &self.region).into()
+        self.metrics.failed(&self.resource, e, plan.action()).into()
     }
 }
 
 /// The last moment an attempt may start and still end by the lease's deadline.
-fn last_start(lease: &Lease) -> Instant {
+fn last_start(lease: &impl Deadline) -> Instant {
     let deadline = lease.deadline();
     deadline.checked_sub(DYNAMODB_ATTEMPT_TIMEOUT).unwrap_or(deadline)
 }

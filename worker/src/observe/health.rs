@@ -16,15 +16,13 @@
 //! and visibility settings, so the check needs no configuration but the path.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{self, unix_ms};
-
-/// Where the health file goes unless `WORKER_HEALTH_FILE` says otherwise.
-pub const DEFAULT_HEALTH_FILE: &str = "/tmp/student-worker-health.json";
+use super::metrics::{Metrics, unix_ms};
 /// How often the running worker rewrites the file.
 pub const WRITE_INTERVAL: Duration = Duration::from_secs(5);
 /// The file's format version.
@@ -130,6 +128,7 @@ pub fn write(path: &Path, health: &Health) -> std::io::Result<()> {
 pub struct Reporter {
     path: PathBuf,
     max_age_seconds: u64,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -137,17 +136,18 @@ pub struct Reporter {
 impl Reporter {
     /// Writes the first record now (failing if the path is not writable) and
     /// starts rewriting it every [`WRITE_INTERVAL`].
-    pub fn start(path: PathBuf, max_age_seconds: u64) -> std::io::Result<Self> {
-        Self::probe(&path, max_age_seconds)?;
+    /// The liveness it reports is `metrics`' last progress.
+    pub fn start(path: PathBuf, max_age_seconds: u64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
+        Self::probe(&path, max_age_seconds, &metrics)?;
         let stop = CancellationToken::new();
-        let task = tokio::spawn(refresh(path.clone(), max_age_seconds, stop.clone()));
-        Ok(Self { path, max_age_seconds, stop, task })
+        let task = tokio::spawn(refresh(path.clone(), max_age_seconds, Arc::clone(&metrics), stop.clone()));
+        Ok(Self { path, max_age_seconds, metrics, stop, task })
     }
 
     /// Writes a first record (progress now), proving `path` is writable.
-    pub fn probe(path: &Path, max_age_seconds: u64) -> std::io::Result<()> {
-        metrics::global().progress();
-        write(path, &record(State::Running, max_age_seconds, None))
+    pub fn probe(path: &Path, max_age_seconds: u64, metrics: &Metrics) -> std::io::Result<()> {
+        metrics.progress();
+        write(path, &record(State::Running, max_age_seconds, metrics, None))
     }
 
     /// Stops refreshing and records the final state.
@@ -155,7 +155,7 @@ impl Reporter {
         self.stop.cancel();
         let _ = self.task.await;
         let state = if fatal.is_some() { State::Fatal } else { State::Stopped };
-        if let Err(e) = write(&self.path, &record(state, self.max_age_seconds, fatal)) {
+        if let Err(e) = write(&self.path, &record(state, self.max_age_seconds, &self.metrics, fatal)) {
             tracing::warn!(error = %e, path = %self.path.display(), "could not write the final health state");
         }
     }
@@ -164,19 +164,19 @@ impl Reporter {
 /// Records a fatal stop that came before the loop (and its [`Reporter`])
 /// started, e.g. `run`'s pre-flight refusal, so `healthcheck` reports it.
 pub fn record_fatal(path: &Path, max_age_seconds: u64, cause: String) {
-    if let Err(e) = write(path, &record(State::Fatal, max_age_seconds, Some(cause))) {
+    if let Err(e) = write(path, &record(State::Fatal, max_age_seconds, &Metrics::new(), Some(cause))) {
         tracing::warn!(error = %e, path = %path.display(), "could not write the final health state");
     }
 }
 
-async fn refresh(path: PathBuf, max_age_seconds: u64, stop: CancellationToken) {
+async fn refresh(path: PathBuf, max_age_seconds: u64, metrics: Arc<Metrics>, stop: CancellationToken) {
     let mut warned = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WRITE_INTERVAL) => {}
         }
-        if let Err(e) = write(&path, &record(State::Running, max_age_seconds, None))
+        if let Err(e) = write(&path, &record(State::Running, max_age_seconds, &metrics, None))
             && !warned
         {
             // Not fatal by itself: the check will report the stale file.
@@ -186,12 +186,12 @@ async fn refresh(path: PathBuf, max_age_seconds: u64, stop: CancellationToken) {
     }
 }
 
-fn record(state: State, max_age_seconds: u64, reason: Option<String>) -> Health {
+fn record(state: State, max_age_seconds: u64, metrics: &Metrics, reason: Option<String>) -> Health {
     Health {
         version: FORMAT_VERSION,
         pid: std::process::id(),
         state,
-        last_progress_ms: metrics::global().last_progress_ms(),
+        last_progress_ms: metrics.last_progress_ms(),
         updated_at_ms: unix_ms(SystemTime::now()),
         max_age_seconds,
         reason,

@@ -3,26 +3,29 @@
 //! ships, so CloudWatch extracts the metrics from the logs with no agent and
 //! no `cloudwatch:PutMetricData` permission.
 //!
-//! The pipeline records into one process-wide [`Metrics`] registry (lock-free
-//! counters, one line per hook, like the `metrics` facade's global recorder);
-//! [`Emitter`] turns the change since its last flush into one EMF document.
+//! Each run makes one [`Metrics`] registry (lock-free counters) and hands it
+//! down to what records into it (the handler, the runtime's poller, acker and
+//! heartbeat) as an `Arc`; nothing records into a process global, so an
+//! error built by `doctor` or `dlq` counts nothing. [`Emitter`] turns the change since its last flush into one EMF document.
 //! Hand-written rather than `metrics_cloudwatch_embedded`: that crate keeps at
 //! most 100 raw histogram values between flushes and reports an error beyond
 //! them (a 60 s flush overflows at 2 writes/s), while here write latencies are
 //! a uniform sample of at most [`MAX_EMF_VALUES`] per flush.
 
 use std::io::Write;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value, json};
 use student_shared::Outcome;
 
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+
+use crate::aws::{AwsError, Resource};
+
 /// EMF allows at most 100 values for one metric in one document.
 pub const MAX_EMF_VALUES: usize = 100;
-/// The metric namespace unless `WORKER_METRICS_NAMESPACE` says otherwise.
-pub const DEFAULT_NAMESPACE: &str = "StudentWorker";
 /// The dimension every metric carries: the source queue's name.
 pub const DIMENSION: &str = "QueueName";
 
@@ -39,13 +42,6 @@ pub struct Metrics {
     /// Unix milliseconds of the last receive that completed or message that finished.
     last_progress_ms: AtomicU64,
     latencies: Mutex<Reservoir>,
-}
-
-static GLOBAL: Metrics = Metrics::new();
-
-/// The process-wide registry the pipeline records into (one worker per process).
-pub fn global() -> &'static Metrics {
-    &GLOBAL
 }
 
 impl Default for Metrics {
@@ -85,9 +81,23 @@ impl Metrics {
         self.progress();
     }
 
-    /// AWS answered with a throttling error.
-    pub fn throttled(&self) {
-        self.throttles.fetch_add(1, Ordering::Relaxed);
+    /// Classifies a failed call of `action` on `resource` that the worker
+    /// made, counting it when AWS throttled it (the one throttling list,
+    /// [`AwsError::is_throttling`]).
+    pub fn failed<E, R>(&self, resource: &Resource, err: &SdkError<E, R>, action: &'static str) -> AwsError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug + 'static,
+    {
+        let error = resource.error(err, action);
+        self.count(&error);
+        error
+    }
+
+    fn count(&self, error: &AwsError) {
+        if error.is_throttling() {
+            self.throttles.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// A message was forwarded to the DLQ.
@@ -190,16 +200,16 @@ impl Reservoir {
 
 /// Turns the registry's change since the previous flush into EMF documents.
 #[derive(Debug)]
-pub struct Emitter<'a> {
-    metrics: &'a Metrics,
+pub struct Emitter {
+    metrics: Arc<Metrics>,
     namespace: String,
     queue_name: String,
     previous: Totals,
 }
 
-impl<'a> Emitter<'a> {
+impl Emitter {
     /// An emitter whose first document counts what is recorded from now on.
-    pub fn new(metrics: &'a Metrics, namespace: &str, queue_url: &str) -> Self {
+    pub fn new(metrics: Arc<Metrics>, namespace: &str, queue_url: &str) -> Self {
         let previous = metrics.totals();
         Self { metrics, namespace: namespace.to_owned(), queue_name: queue_name(queue_url), previous }
     }
@@ -288,6 +298,19 @@ pub fn unix_ms(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aws::Kind;
+    use crate::config::observe::DEFAULT_NAMESPACE;
+
+    fn aws_error(code: &str) -> AwsError {
+        AwsError {
+            kind: Kind::Transient,
+            action: "dynamodb:PutItem",
+            resource: "table Students".into(),
+            region: "ap-northeast-2".into(),
+            code: Some(code.into()),
+            message: "said".into(),
+        }
+    }
 
     fn metric_names(document: &Value) -> Vec<String> {
         document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
@@ -300,13 +323,14 @@ mod tests {
 
     #[test]
     fn a_document_reports_the_change_since_the_last_flush() {
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         metrics.set_concurrency(32);
-        let mut emitter = Emitter::new(&metrics, "Test", "http://127.0.0.1:1/123456789012/students");
+        let mut emitter = Emitter::new(Arc::clone(&metrics), "Test", "http://127.0.0.1:1/123456789012/students");
         metrics.received(3);
         metrics.finished(Outcome::Applied, 1);
         metrics.finished(Outcome::Invalid, 3);
-        metrics.throttled();
+        metrics.count(&aws_error("ThrottlingException"));
+        metrics.count(&aws_error("InternalServerError"));
         metrics.dlq_forwarded();
         metrics.write_latency(Duration::from_millis(12));
         let first = emitter.document(UNIX_EPOCH + Duration::from_secs(10));
@@ -356,9 +380,9 @@ mod tests {
 
     #[test]
     fn a_flush_is_one_json_line() {
-        let metrics = Metrics::new();
+        let metrics = Arc::new(Metrics::new());
         let mut out = Vec::new();
-        Emitter::new(&metrics, DEFAULT_NAMESPACE, "https://sqs.ap-northeast-2.amazonaws.com/1/q")
+        Emitter::new(metrics, DEFAULT_NAMESPACE, "https://sqs.ap-northeast-2.amazonaws.com/1/q")
             .flush(&mut out)
             .expect("write");
         let text = String::from_utf8(out).expect("utf-8");

@@ -4,7 +4,7 @@
 use aws_config::SdkConfig;
 
 use super::args::{DlqArgs, DlqCommand, ReplayArgs};
-use super::error::DlqError;
+use super::error::{DlqError, ReplaySummary};
 use super::letter::Queue;
 use super::{peek, replay, stats};
 use crate::aws::region_of;
@@ -38,7 +38,7 @@ pub async fn run_replay(
     dlq: &Queue,
     args: &ReplayArgs,
     stop: &tokio_util::sync::CancellationToken,
-) -> Result<replay::ReplaySummary, DlqError> {
+) -> Result<ReplaySummary, DlqError> {
     let to = target(dlq, args).await?;
     tracing::info!(dlq = %dlq.url, to = %to, dry_run = args.dry_run, "replaying dead letters");
     replay::replay(dlq, &to, args, stop).await

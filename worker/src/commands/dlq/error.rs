@@ -1,7 +1,30 @@
 //! Why a `dlq` command ended in failure, and what to do about it.
 
-use super::replay::ReplaySummary;
-use crate::error::{Action, AwsError};
+use std::fmt;
+
+use crate::aws::error::{Action, AwsError};
+
+/// What a replay did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplaySummary {
+    /// Moved to the target (in a dry run: would have been).
+    pub moved: u64,
+    /// Left in the DLQ: no match for the filters (or behind such a message in its FIFO group).
+    pub skipped: u64,
+    /// Not moved (still in the DLQ), or sent but not deleted (then in both queues).
+    pub failed: u64,
+    /// Nothing was moved: `--dry-run`.
+    pub dry_run: bool,
+}
+
+impl fmt::Display for ReplaySummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.dry_run {
+            true => write!(f, "dry run: would move {}, skipped {}; nothing moved", self.moved, self.skipped),
+            false => write!(f, "moved {}, skipped {}, failed {}", self.moved, self.skipped, self.failed),
+        }
+    }
+}
 
 /// A `dlq` command's failure.
 #[derive(Debug, Clone, thiserror::Error)]

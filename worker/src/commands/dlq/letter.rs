@@ -5,15 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName as S,
-    QueueAttributeName as Q,
-};
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName as S};
 use serde_json::json;
 
-use crate::ack::MAX_BATCH_ENTRIES;
-use crate::config::MAX_BATCH_SIZE;
-use crate::error::AwsError;
+use crate::aws::entries::visibility_entries;
+use crate::aws::error::{AwsError, Resource};
+use crate::aws::queue::{self, Counts};
+use crate::limits::{MAX_BATCH_ENTRIES, MAX_BATCH_SIZE};
 
 /// A receive waits this long for messages; an empty answer after it means
 /// the queue has no visible message (long polls ask every SQS server).
@@ -70,43 +68,29 @@ impl Letter {
     }
 }
 
-/// Approximate counts of a queue.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    /// Visible (`ApproximateNumberOfMessages`).
-    pub visible: u64,
-    /// In flight (`ApproximateNumberOfMessagesNotVisible`).
-    pub in_flight: u64,
-    /// Delayed (`ApproximateNumberOfMessagesDelayed`).
-    pub delayed: u64,
-}
-
 /// One queue and the calls the tools make on it.
 #[derive(Debug, Clone)]
 pub struct Queue {
     sqs: aws_sdk_sqs::Client,
     /// Its URL.
     pub url: String,
-    region: String,
+    resource: Resource,
 }
 
 impl Queue {
     /// The queue at `url`.
     pub fn new(sqs: aws_sdk_sqs::Client, url: &str, region: &str) -> Self {
-        Self { sqs, url: url.to_owned(), region: region.to_owned() }
+        Self { sqs, url: url.to_owned(), resource: Resource::queue(url, region) }
+    }
+
+    /// The region its calls go to.
+    pub fn region(&self) -> &str {
+        self.resource.region()
     }
 
     /// Whether it is a FIFO queue (their names end in `.fifo`).
     pub fn is_fifo(&self) -> bool {
         self.url.ends_with(".fifo")
-    }
-
-    fn error<E, R>(&self, e: &aws_sdk_sqs::error::SdkError<E, R>, action: &'static str) -> AwsError
-    where
-        E: aws_sdk_sqs::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug + 'static,
-    {
-        AwsError::from_sdk(e, action, &format!("queue {}", self.url), &self.region)
     }
 
     /// Receives up to `max` (1–10) messages and hides them for `hold_seconds`.
@@ -124,30 +108,19 @@ impl Queue {
             .message_system_attribute_names(S::MessageGroupId)
             .send()
             .await
-            .map_err(|e| self.error(&e, "sqs:ReceiveMessage"))?;
+            .map_err(|e| self.resource.error(&e, "sqs:ReceiveMessage"))?;
         Ok(out.messages.unwrap_or_default().into_iter().filter_map(letter).collect())
     }
 
     /// Makes messages visible again at once. Best effort: a failure only
     /// means they reappear when their hold ends.
     pub async fn release(&self, handles: &[String]) {
-        for (n, chunk) in handles.chunks(MAX_BATCH_ENTRIES).enumerate() {
-            let entries: Vec<_> = chunk
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(format!("r{n}-{i}"))
-                        .receipt_handle(h)
-                        .visibility_timeout(0)
-                        .build()
-                        .ok()
-                })
-                .collect();
+        for chunk in handles.chunks(MAX_BATCH_ENTRIES) {
+            let entries = visibility_entries(chunk.iter().map(|h| (h.as_str(), 0)));
             let sent =
                 self.sqs.change_message_visibility_batch().queue_url(&self.url).set_entries(Some(entries)).send();
             if let Err(e) = sent.await {
-                let e = self.error(&e, "sqs:ChangeMessageVisibility");
+                let e = self.resource.error(&e, "sqs:ChangeMessageVisibility");
                 tracing::warn!(error = %e, "could not release messages; they reappear when their hold ends");
             }
         }
@@ -162,7 +135,7 @@ impl Queue {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| self.error(&e, "sqs:DeleteMessage"))
+            .map_err(|e| self.resource.error(&e, "sqs:DeleteMessage"))
     }
 
     /// The client, for sending to another queue.
@@ -172,23 +145,7 @@ impl Queue {
 
     /// The approximate counts.
     pub async fn counts(&self) -> Result<Counts, AwsError> {
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(&self.url)
-            .attribute_names(Q::ApproximateNumberOfMessages)
-            .attribute_names(Q::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(Q::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await
-            .map_err(|e| self.error(&e, "sqs:GetQueueAttributes"))?;
-        let attrs = out.attributes.unwrap_or_default();
-        let n = |k: &Q| attrs.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        Ok(Counts {
-            visible: n(&Q::ApproximateNumberOfMessages),
-            in_flight: n(&Q::ApproximateNumberOfMessagesNotVisible),
-            delayed: n(&Q::ApproximateNumberOfMessagesDelayed),
-        })
+        queue::counts(&self.sqs, &self.url).await.map_err(|e| self.resource.error(&e, queue::COUNTS_ACTION))
     }
 
     /// The queues whose redrive policy points at this one.
@@ -199,7 +156,7 @@ impl Queue {
             .queue_url(&self.url)
             .send()
             .await
-            .map_err(|e| self.error(&e, "sqs:ListDeadLetterSourceQueues"))?;
+            .map_err(|e| self.resource.error(&e, "sqs:ListDeadLetterSourceQueues"))?;
         Ok(out.queue_urls)
     }
 

@@ -7,7 +7,6 @@
 //! not moved, are released back to the DLQ unchanged.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::types::MessageAttributeValue;
@@ -15,12 +14,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::args::ReplayArgs;
-use super::error::DlqError;
+use super::error::{DlqError, ReplaySummary};
 use super::letter::{Letter, Queue};
 use super::progress::Progress;
-use crate::config::{MAX_BATCH_SIZE, MAX_VISIBILITY_TIMEOUT_SECONDS};
-use crate::deadletter::{ERROR_ATTRIBUTES, MAX_MESSAGE_ATTRIBUTES};
-use crate::error::{Action, AwsError};
+use crate::aws::error::{Action, AwsError, Resource};
+use crate::handler::deadletter::ERROR_ATTRIBUTES;
+use crate::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_VISIBILITY_TIMEOUT_SECONDS};
 
 /// The attribute counting how often a message was replayed.
 pub const REPLAY_COUNT: &str = "ReplayCount";
@@ -28,28 +27,6 @@ pub const REPLAY_COUNT: &str = "ReplayCount";
 const HOLD_SLACK_SECONDS: f64 = 30.0;
 /// FIFO group for a message that has none and no `studentId` either.
 const FALLBACK_GROUP: &str = "replay";
-
-/// What a replay did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ReplaySummary {
-    /// Moved to the target (in a dry run: would have been).
-    pub moved: u64,
-    /// Left in the DLQ: no match for the filters (or behind such a message in its FIFO group).
-    pub skipped: u64,
-    /// Not moved (still in the DLQ), or sent but not deleted (then in both queues).
-    pub failed: u64,
-    /// Nothing was moved: `--dry-run`.
-    pub dry_run: bool,
-}
-
-impl fmt::Display for ReplaySummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.dry_run {
-            true => write!(f, "dry run: would move {}, skipped {}; nothing moved", self.moved, self.skipped),
-            false => write!(f, "moved {}, skipped {}, failed {}", self.moved, self.skipped, self.failed),
-        }
-    }
-}
 
 /// Replays from `dlq` to `to` until the DLQ has no visible message left,
 /// `--max` is reached, or `stop` is cancelled (after the message in hand).
@@ -257,16 +234,12 @@ async fn move_one(dlq: &Queue, to: &str, letter: &Letter) -> Moved {
         send = send.message_group_id(group).message_deduplication_id(fresh_deduplication_id(&letter.message_id));
     }
     if let Err(e) = send.send().await {
-        return Moved::SendFailed(AwsError::from_sdk(&e, "sqs:SendMessage", &format!("queue {to}"), &region_of(dlq)));
+        return Moved::SendFailed(Resource::queue(to, dlq.region()).error(&e, "sqs:SendMessage"));
     }
     match dlq.delete(&letter.receipt_handle).await {
         Ok(()) => Moved::Yes,
         Err(e) => Moved::NotDeleted(e),
     }
-}
-
-fn region_of(dlq: &Queue) -> String {
-    dlq.sqs().config().region().map_or_else(|| "(no region)".to_owned(), ToString::to_string)
 }
 
 /// The producer's attributes without the error ones, plus `ReplayCount`

@@ -8,7 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use super::error::DlqError;
-use super::letter::{Counts, Queue};
+use super::letter::Queue;
+use crate::aws::queue::Counts;
 
 /// Seconds a scanned message stays hidden while the scan goes on.
 const SCAN_HOLD_SECONDS: i32 = 60;

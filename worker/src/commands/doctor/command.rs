@@ -1,4 +1,4 @@
-//! `student-worker doctor`: the setup guide's checklist as one command, with
+//! `student-worker doctor`: the checklist of docs/setup.md as one command, with
 //! the same configuration and SDK chain as `run`; and [`preflight`], the
 //! fatal subset `run` performs before its first receive.
 
@@ -9,18 +9,17 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use clap::Args;
 
-use super::explain::Subject;
 use super::report::{Check, Report};
 use super::resources::{self, QueueAttributes};
 use super::{identity, probes};
+use crate::aws::explain::Subject;
 use crate::aws::region_of;
-use crate::cli::RunArgs;
+use crate::config::RunArgs;
 use crate::config::RunConfig;
+use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
 
 /// One doctor call may take this long (SDK retries included) before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
-/// The default of `SQS_VISIBILITY_TIMEOUT_SECONDS`, for a configuration too broken to read it.
-const DEFAULT_VISIBILITY_SECONDS: i32 = 60;
 
 /// `doctor`'s flags: `run`'s own (same variables), and `--json`.
 #[derive(Debug, Clone, Args)]
@@ -124,7 +123,7 @@ fn configuration(args: &RunArgs) -> (Check, Targets) {
                 dlq: given(&args.dlq_url),
                 visibility_seconds: given(&args.visibility_timeout_seconds)
                     .and_then(|v| v.parse().ok())
-                    .unwrap_or(DEFAULT_VISIBILITY_SECONDS),
+                    .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             };
             let cause = format!("{} (--{}) {}", e.variable, e.flag, e.problem);
             (Check::fail("configuration", format!("{} is wrong", e.variable), cause, e.fix, true), targets)

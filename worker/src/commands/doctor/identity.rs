@@ -8,9 +8,9 @@ use aws_credential_types::Credentials;
 use aws_credential_types::credential_feature::AwsCredentialFeature as Feature;
 use aws_credential_types::provider::ProvideCredentials;
 
-use super::explain::{Subject, explain};
 use super::report::Check;
-use crate::error::AwsError;
+use crate::aws::error::AwsError;
+use crate::aws::explain::{Subject, explain};
 
 /// ECS sets this in a task's environment when a task role is attached.
 const ECS_CREDENTIALS_VARIABLES: [&str; 2] =

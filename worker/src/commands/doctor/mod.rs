@@ -1,9 +1,8 @@
-//! `student-worker doctor` and `run`'s pre-flight: the setup guide's
-//! checklist (region, credentials, table and key, queue and redrive,
+//! `student-worker doctor` and `run`'s pre-flight: the checklist of
+//! docs/setup.md (region, credentials, table and key, queue and redrive,
 //! visibility, permissions) with a cause and a fix for every failure.
 
 mod command;
-pub mod explain;
 pub mod identity;
 pub mod probes;
 pub mod report;

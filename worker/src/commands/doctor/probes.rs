@@ -12,11 +12,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
+use student_shared::item::attr::STUDENT_ID;
 
-use super::explain::{Subject, explain};
 use super::report::Check;
-use crate::error::AwsError;
+use crate::aws::entries::{delete_entries, visibility_entries};
+use crate::aws::error::{AwsError, Resource};
+use crate::aws::explain::{Subject, explain};
 
 /// The sentinel key of the DynamoDB probes. No probe can change it (or any
 /// item), whether or not such a student exists.
@@ -34,15 +35,15 @@ pub async fn put_item(dynamodb: &aws_sdk_dynamodb::Client, table: &str, region: 
     let sent = dynamodb
         .put_item()
         .table_name(table)
-        .item("StudentID", AttributeValue::S(SENTINEL_STUDENT_ID.to_owned()))
+        .item(STUDENT_ID, AttributeValue::S(SENTINEL_STUDENT_ID.to_owned()))
         .condition_expression(IMPOSSIBLE_CONDITION)
-        .expression_attribute_names("#k", "StudentID")
+        .expression_attribute_names("#k", STUDENT_ID)
         .send()
         .await;
     match sent {
         Ok(_) => Ok(()),
         Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => Ok(()),
-        Err(e) => Err(AwsError::from_sdk(&e, "dynamodb:PutItem", &format!("table {table}"), region)),
+        Err(e) => Err(Resource::table(table, region).error(&e, "dynamodb:PutItem")),
     }
 }
 
@@ -51,10 +52,10 @@ pub async fn update_item(dynamodb: &aws_sdk_dynamodb::Client, table: &str, regio
     let sent = dynamodb
         .update_item()
         .table_name(table)
-        .set_key(Some(HashMap::from([("StudentID".to_owned(), AttributeValue::S(SENTINEL_STUDENT_ID.to_owned()))])))
+        .set_key(Some(HashMap::from([(STUDENT_ID.to_owned(), AttributeValue::S(SENTINEL_STUDENT_ID.to_owned()))])))
         .update_expression("SET #p = :p")
         .condition_expression(IMPOSSIBLE_CONDITION)
-        .expression_attribute_names("#k", "StudentID")
+        .expression_attribute_names("#k", STUDENT_ID)
         .expression_attribute_names("#p", "DoctorProbe")
         .expression_attribute_values(":p", AttributeValue::Bool(true))
         .send()
@@ -62,36 +63,27 @@ pub async fn update_item(dynamodb: &aws_sdk_dynamodb::Client, table: &str, regio
     match sent {
         Ok(_) => Ok(()),
         Err(e) if matches!(e.as_service_error(), Some(UpdateItemError::ConditionalCheckFailedException(_))) => Ok(()),
-        Err(e) => Err(AwsError::from_sdk(&e, "dynamodb:UpdateItem", &format!("table {table}"), region)),
+        Err(e) => Err(Resource::table(table, region).error(&e, "dynamodb:UpdateItem")),
     }
 }
 
 /// `sqs:ChangeMessageVisibility` (the batch call the worker makes) on a bogus receipt handle.
 pub async fn change_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str, region: &str) -> Result<(), AwsError> {
-    let entry = ChangeMessageVisibilityBatchRequestEntry::builder()
-        .id("probe")
-        .receipt_handle(BOGUS_RECEIPT_HANDLE)
-        .visibility_timeout(0)
-        .build()
-        .map_err(|e| local(e, "sqs:ChangeMessageVisibility", queue_url, region))?;
-    let sent = sqs.change_message_visibility_batch().queue_url(queue_url).entries(entry).send().await;
+    let entries = visibility_entries([(BOGUS_RECEIPT_HANDLE, 0)]);
+    let sent = sqs.change_message_visibility_batch().queue_url(queue_url).set_entries(Some(entries)).send().await;
     match sent {
         Ok(_) => Ok(()),
-        Err(e) => allowed_but_refused(AwsError::from_sdk(&e, "sqs:ChangeMessageVisibility", &queue(queue_url), region)),
+        Err(e) => allowed_but_refused(Resource::queue(queue_url, region).error(&e, "sqs:ChangeMessageVisibility")),
     }
 }
 
 /// `sqs:DeleteMessage` (the batch call the worker makes) on a bogus receipt handle.
 pub async fn delete_message(sqs: &aws_sdk_sqs::Client, queue_url: &str, region: &str) -> Result<(), AwsError> {
-    let entry = DeleteMessageBatchRequestEntry::builder()
-        .id("probe")
-        .receipt_handle(BOGUS_RECEIPT_HANDLE)
-        .build()
-        .map_err(|e| local(e, "sqs:DeleteMessage", queue_url, region))?;
-    let sent = sqs.delete_message_batch().queue_url(queue_url).entries(entry).send().await;
+    let entries = delete_entries([BOGUS_RECEIPT_HANDLE]);
+    let sent = sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries)).send().await;
     match sent {
         Ok(_) => Ok(()),
-        Err(e) => allowed_but_refused(AwsError::from_sdk(&e, "sqs:DeleteMessage", &queue(queue_url), region)),
+        Err(e) => allowed_but_refused(Resource::queue(queue_url, region).error(&e, "sqs:DeleteMessage")),
     }
 }
 
@@ -99,21 +91,6 @@ fn allowed_but_refused(e: AwsError) -> Result<(), AwsError> {
     match e.code.as_deref() {
         Some(code) if ALLOWED_BUT_REFUSED.contains(&code) => Ok(()),
         _ => Err(e),
-    }
-}
-
-fn queue(url: &str) -> String {
-    format!("queue {url}")
-}
-
-fn local(e: impl std::fmt::Display, action: &'static str, queue_url: &str, region: &str) -> AwsError {
-    AwsError {
-        kind: crate::error::Kind::Transient,
-        action,
-        resource: queue(queue_url),
-        region: region.to_owned(),
-        code: None,
-        message: e.to_string(),
     }
 }
 

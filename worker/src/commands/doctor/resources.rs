@@ -4,15 +4,16 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{KeyType, ScalarAttributeType, TableDescription, TableStatus};
+use aws_sdk_dynamodb::types::{TableDescription, TableStatus};
 use aws_sdk_sqs::types::QueueAttributeName as Q;
+use student_shared::item::attr::STUDENT_ID;
 
-use super::explain::{Subject, explain};
 use super::probes;
 use super::report::Check;
-use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
-use crate::error::{AwsError, Kind};
-use crate::poll::DEADLINE_MARGIN;
+use crate::aws::error::{Kind, Resource};
+use crate::aws::explain::{Subject, explain, wrong_key_schema};
+use crate::aws::table::key_schema_mismatch;
+use crate::limits::{DEADLINE_MARGIN, DYNAMODB_ATTEMPT_TIMEOUT};
 
 /// Fewer receives than this dead-letters a good event after a single
 /// throttled or deferred delivery.
@@ -28,7 +29,7 @@ pub async fn table(dynamodb: &aws_sdk_dynamodb::Client, name: &str, region: &str
     match described {
         Ok(out) => key_check(out.table.as_ref(), name, region),
         Err(e) => {
-            let e = AwsError::from_sdk(&e, "dynamodb:DescribeTable", &format!("table {name}"), region);
+            let e = Resource::table(name, region).error(&e, "dynamodb:DescribeTable");
             if e.kind == Kind::AccessDenied {
                 return table_by_probe(dynamodb, name, region).await;
             }
@@ -44,7 +45,7 @@ pub async fn table_by_probe(dynamodb: &aws_sdk_dynamodb::Client, name: &str, reg
         Ok(()) => Check::pass(
             "table",
             format!(
-                "{name} in {region}: exists and takes key StudentID (S) (a conditional-write probe; nothing written)"
+                "{name} in {region}: exists and takes key {STUDENT_ID} (S) (a conditional-write probe; nothing written)"
             ),
         ),
         Err(e) => {
@@ -64,44 +65,20 @@ fn key_check(table: Option<&TableDescription>, name: &str, region: &str) -> Chec
             false,
         );
     };
-    let keys: Vec<String> =
-        t.key_schema().iter().map(|k| format!("{} ({})", k.attribute_name(), k.key_type())).collect();
-    let hash_only =
-        matches!(t.key_schema(), [k] if k.attribute_name() == "StudentID" && *k.key_type() == KeyType::Hash);
-    let string_key = t
-        .attribute_definitions()
-        .iter()
-        .any(|a| a.attribute_name() == "StudentID" && *a.attribute_type() == ScalarAttributeType::S);
-    if !(hash_only && string_key) {
-        let types: Vec<String> = t
-            .attribute_definitions()
-            .iter()
-            .map(|a| format!("{} {}", a.attribute_name(), a.attribute_type()))
-            .collect();
-        return Check::fail(
-            "table",
-            format!("{name} in {region}"),
-            format!(
-                "the table's key is {} with types {}; the setup guide's is partition key StudentID of type S, no sort key",
-                keys.join(", "),
-                types.join(", ")
-            ),
-            "recreate the table with partition key StudentID (String) (`student-worker setup` in dev accounts), \
-             or point DYNAMODB_TABLE_NAME at the right table"
-                .into(),
-            true,
-        );
+    if let Some(found) = key_schema_mismatch(t) {
+        let (problem, fix) = wrong_key_schema();
+        return Check::fail("table", format!("{name} in {region}"), format!("{found}: {problem}"), fix, true);
     }
     let status = t.table_status().map_or_else(|| "unknown".to_owned(), |s| s.as_str().to_owned());
     if t.table_status() != Some(&TableStatus::Active) && t.table_status() != Some(&TableStatus::Updating) {
         return Check::warn(
             "table",
-            format!("{name} in {region}: key StudentID (S), status {status}"),
+            format!("{name} in {region}: key {STUDENT_ID} (S), status {status}"),
             format!("the table is {status}, not ACTIVE: writes fail until it is"),
             "wait for ACTIVE (aws dynamodb wait table-exists)".into(),
         );
     }
-    Check::pass("table", format!("{name} in {region}: key StudentID (S), status {status}"))
+    Check::pass("table", format!("{name} in {region}: key {STUDENT_ID} (S), status {status}"))
 }
 
 /// The queue check: it exists (its attributes are read for the next checks).
@@ -125,7 +102,7 @@ pub async fn queue(
             (Check::pass("queue", detail), Some(attrs))
         }
         Err(e) => {
-            let e = AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {url}"), region);
+            let e = Resource::queue(url, region).error(&e, "sqs:GetQueueAttributes");
             let x = explain(&e, Subject::Queue(url, variable));
             (Check::fail("queue", url, x.cause, x.fix, x.fatal), None)
         }
@@ -204,7 +181,7 @@ pub async fn redrive(sqs: &aws_sdk_sqs::Client, attrs: &QueueAttributes, queue_u
             Check::pass("redrive", format!("{detail}; the DLQ holds {n} messages"))
         }
         Err(e) => {
-            let e = AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {dlq_url}"), region);
+            let e = Resource::queue(&dlq_url, region).error(&e, "sqs:GetQueueAttributes");
             let x = explain(&e, Subject::Queue(&dlq_url, "the RedrivePolicy's deadLetterTargetArn"));
             if e.kind == Kind::NotFound {
                 return Check::fail("redrive", detail, x.cause, x.fix, false);
@@ -263,7 +240,7 @@ pub async fn forward_dlq(sqs: &aws_sdk_sqs::Client, url: &str, redrive: Option<&
             }
         }
         Err(e) => {
-            let e = AwsError::from_sdk(&e, "sqs:GetQueueAttributes", &format!("queue {url}"), region);
+            let e = Resource::queue(url, region).error(&e, "sqs:GetQueueAttributes");
             if e.kind == Kind::AccessDenied {
                 return unreadable_dlq("dlq", url.to_owned());
             }

@@ -4,24 +4,15 @@
 //! calls may be under way at once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::error::{Action, AwsError};
-use crate::process::FatalSlot;
-
-/// SQS batch calls take at most 10 entries.
-pub const MAX_BATCH_ENTRIES: usize = 10;
-/// A partly filled batch waits at most this long for company.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
-/// Batch calls under way at once (the acker's, and the heartbeat's per
-/// tick): enough that deletes and extensions keep up at any round-trip time
-/// (10 messages per call), few enough not to flood SQS when a backlog is
-/// flushed.
-pub const MAX_CALLS_IN_FLIGHT: usize = 8;
+use super::fatal::FatalSlot;
+use crate::aws::Resource;
+use crate::aws::entries::{delete_entries, visibility_entries};
+use crate::limits::{ACK_FLUSH_INTERVAL, MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT};
+use crate::observe::Metrics;
 
 /// What to do with a message on the source queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,20 +45,23 @@ pub type AckSender = mpsc::UnboundedSender<Ack>;
 /// messages would come back until redrive moved them to the DLQ.
 pub fn spawn(
     sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    region: String,
+    queue_url: &str,
+    region: &str,
     fatal: FatalSlot,
+    metrics: Arc<Metrics>,
 ) -> (AckSender, JoinHandle<AckStats>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    let acker = Arc::new(Acker { sqs, queue_url, region, fatal });
+    let resource = Resource::queue(queue_url, region);
+    let acker = Arc::new(Acker { sqs, queue_url: queue_url.to_owned(), resource, fatal, metrics });
     (tx, tokio::spawn(run(acker, rx)))
 }
 
 struct Acker {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
-    region: String,
+    resource: Resource,
     fatal: FatalSlot,
+    metrics: Arc<Metrics>,
 }
 
 /// Batch calls under way, each returning what it did.
@@ -82,7 +76,7 @@ async fn run(acker: Arc<Acker>, mut rx: mpsc::UnboundedReceiver<Ack>) -> AckStat
         let next = if deletes.is_empty() && changes.is_empty() {
             rx.recv().await
         } else {
-            match tokio::time::timeout(FLUSH_INTERVAL, rx.recv()).await {
+            match tokio::time::timeout(ACK_FLUSH_INTERVAL, rx.recv()).await {
                 Ok(next) => next,
                 Err(_) => {
                     flush(&acker, &mut deletes, &mut changes, &mut calls, &mut stats).await;
@@ -149,13 +143,7 @@ impl Acker {
     async fn delete(&self, receipts: Vec<String>) -> AckStats {
         let n = receipts.len() as u64;
         let mut stats = AckStats::default();
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, r)| {
-                DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(r).build().ok()
-            })
-            .collect();
+        let entries = delete_entries(receipts.iter().map(String::as_str));
         match self.sqs.delete_message_batch().queue_url(&self.queue_url).set_entries(Some(entries)).send().await {
             Ok(out) => {
                 let failed = out.failed.len() as u64;
@@ -166,41 +154,19 @@ impl Acker {
                 stats.delete_failed += failed;
             }
             Err(e) => {
-                let e = AwsError::from_sdk(
-                    &e,
-                    "sqs:DeleteMessageBatch",
-                    &format!("queue {}", self.queue_url),
-                    &self.region,
-                );
+                let e = self.metrics.failed(&self.resource, &e, "sqs:DeleteMessageBatch");
                 tracing::error!(error = %e, messages = n, "delete failed: these messages will be received again");
                 stats.delete_failed += n;
-                self.stop_if_fatal(e);
+                self.fatal.set_if_fatal(&e);
             }
         }
         stats
     }
 
-    fn stop_if_fatal(&self, e: AwsError) {
-        if e.action() == Action::Stop {
-            self.fatal.set(e);
-        }
-    }
-
     async fn change_visibility(&self, changes: Vec<(String, i32)>) -> AckStats {
         let n = changes.len() as u64;
         let mut stats = AckStats::default();
-        let entries = changes
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, (r, s))| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(r)
-                    .visibility_timeout(s)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let entries = visibility_entries(changes.iter().map(|(r, s)| (r.as_str(), *s)));
         let call = self.sqs.change_message_visibility_batch().queue_url(&self.queue_url).set_entries(Some(entries));
         match call.send().await {
             Ok(out) => {
@@ -212,15 +178,10 @@ impl Acker {
                 stats.visibility_failed += failed;
             }
             Err(e) => {
-                let e = AwsError::from_sdk(
-                    &e,
-                    "sqs:ChangeMessageVisibilityBatch",
-                    &format!("queue {}", self.queue_url),
-                    &self.region,
-                );
+                let e = self.metrics.failed(&self.resource, &e, "sqs:ChangeMessageVisibilityBatch");
                 tracing::warn!(error = %e, messages = n, "visibility change failed: the messages reappear when their visibility ends");
                 stats.visibility_failed += n;
-                self.stop_if_fatal(e);
+                self.fatal.set_if_fatal(&e);
             }
         }
         stats

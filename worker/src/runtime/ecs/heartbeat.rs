@@ -11,29 +11,19 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT};
-use crate::aws::DYNAMODB_ATTEMPT_TIMEOUT;
-use crate::error::{Action, AwsError};
-use crate::poll::{DEADLINE_MARGIN, Received};
-use crate::process::FatalSlot;
-
-/// How often the heartbeat looks for messages to extend.
-pub const TICK: Duration = Duration::from_secs(1);
-/// An extension call may take this long; the messages it holds wait for it
-/// before they can be deleted or released, so a hanging call must not hold
-/// them (or the shutdown) for the SQS client's whole retry budget.
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Extend once no more than this much visibility is left (or half the
-/// visibility timeout, if larger): the deadline margin, one write attempt and
-/// a few ticks, so a retrying write never runs out of time while the
-/// extension is on its way.
-pub const EXTEND_LEAD: Duration =
-    Duration::from_secs(DEADLINE_MARGIN.as_secs() + DYNAMODB_ATTEMPT_TIMEOUT.as_secs() + 3 * TICK.as_secs());
+use super::fatal::FatalSlot;
+use super::poll::Received;
+use crate::aws::entries::visibility_entries;
+use crate::aws::{Action, AwsError, Resource};
+use crate::handler::Deadline;
+use crate::limits::{
+    DEADLINE_MARGIN, EXTEND_LEAD, HEARTBEAT_CALL_TIMEOUT, HEARTBEAT_TICK, MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT,
+};
+use crate::observe::Metrics;
 
 /// One received message's visibility, as this worker knows it.
 #[derive(Debug)]
@@ -47,11 +37,11 @@ pub struct Lease {
 
 impl Lease {
     /// A lease on `message`, visible until its receive's visibility ends.
-    pub fn new(message: &Received) -> Arc<Self> {
+    pub fn new(received: &Received) -> Arc<Self> {
         Arc::new(Self {
-            receipt_handle: message.receipt_handle.clone(),
-            received_at: message.received_at,
-            visible_until: Mutex::new(message.visible_until),
+            receipt_handle: received.message.receipt_handle.clone(),
+            received_at: received.message.received_at,
+            visible_until: Mutex::new(received.visible_until),
             finished: tokio::sync::Mutex::new(false),
         })
     }
@@ -59,12 +49,6 @@ impl Lease {
     /// When the message may become visible to other consumers (at the earliest).
     pub fn visible_until(&self) -> Instant {
         *self.visible_until.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Work on the message must be done by then: [`DEADLINE_MARGIN`] before
-    /// the visibility ends, leaving time to delete it.
-    pub fn deadline(&self) -> Instant {
-        self.visible_until().checked_sub(DEADLINE_MARGIN).unwrap_or(self.received_at)
     }
 
     /// Stops the extensions; waits for one under way, so that what the caller
@@ -76,6 +60,14 @@ impl Lease {
     fn extended_to(&self, until: Instant) {
         let mut visible_until = self.visible_until.lock().unwrap_or_else(PoisonError::into_inner);
         *visible_until = (*visible_until).max(until);
+    }
+}
+
+impl Deadline for Lease {
+    /// Work on the message must be done by then: [`DEADLINE_MARGIN`] before
+    /// the visibility ends, leaving time to delete it.
+    fn deadline(&self) -> Instant {
+        self.visible_until().checked_sub(DEADLINE_MARGIN).unwrap_or(self.received_at)
     }
 }
 
@@ -135,15 +127,17 @@ impl Heartbeat {
     }
 }
 
-/// Where the heartbeat sends its calls.
+/// Where the heartbeat sends its calls, and where it counts failed ones.
 #[derive(Debug, Clone)]
 pub struct Target {
     /// SQS client.
     pub sqs: aws_sdk_sqs::Client,
     /// The source queue.
     pub queue_url: String,
-    /// For error messages.
-    pub region: String,
+    /// The source queue, for errors.
+    pub resource: Resource,
+    /// Throttled calls are counted here.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Starts the heartbeat; it ends when `stop` is cancelled (everything left is
@@ -178,7 +172,7 @@ impl Beater {
         loop {
             tokio::select! {
                 () = stop.cancelled() => return self.stats,
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(HEARTBEAT_TICK) => {}
             }
             let due = self.due();
             // Several calls at once: one slow answer (SQS under load, a
@@ -227,23 +221,14 @@ impl Beater {
         if held.is_empty() {
             return Extended::default();
         }
-        let entries = held
-            .iter()
-            .enumerate()
-            .filter_map(|(i, (lease, _, seconds))| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(&lease.receipt_handle)
-                    .visibility_timeout(*seconds)
-                    .build()
-                    .ok()
-            })
-            .collect();
+        let entries =
+            visibility_entries(held.iter().map(|(lease, _, seconds)| (lease.receipt_handle.as_str(), *seconds)));
         // SQS counts the new visibility from when it handles the call, which
         // is after this: our view of the deadline is never later than SQS's.
         let sent_at = Instant::now();
         let call = self.target.sqs.change_message_visibility_batch().queue_url(&self.target.queue_url);
-        let Ok(answer) = tokio::time::timeout(CALL_TIMEOUT, call.set_entries(Some(entries)).send()).await else {
+        let Ok(answer) = tokio::time::timeout(HEARTBEAT_CALL_TIMEOUT, call.set_entries(Some(entries)).send()).await
+        else {
             // Maybe applied, maybe not: the deadline stays where it was (safe).
             // At worst SQS applies it after a release and the message comes
             // back one visibility timeout later: late, never lost.
@@ -267,12 +252,7 @@ impl Beater {
                 extended
             }
             Err(e) => {
-                let e = AwsError::from_sdk(
-                    &e,
-                    "sqs:ChangeMessageVisibilityBatch",
-                    &format!("queue {}", self.target.queue_url),
-                    &self.target.region,
-                );
+                let e = self.target.metrics.failed(&self.target.resource, &e, "sqs:ChangeMessageVisibilityBatch");
                 let failed = held.len() as u64;
                 if e.action() == Action::Stop {
                     return Extended { failed, fatal: Some(e), ..Extended::default() };
@@ -325,17 +305,16 @@ mod tests {
     #[test]
     fn the_deadline_moves_only_forward() {
         let now = Instant::now();
-        let message = Received {
+        let message = crate::handler::Message {
             message_id: "m".into(),
             receipt_handle: "r".into(),
             body: String::new(),
             receive_count: 1,
             received_at: now,
-            visible_until: now + S(15),
             group_id: None,
             attributes: Default::default(),
         };
-        let lease = Lease::new(&message);
+        let lease = Lease::new(&Received { message, visible_until: now + S(15) });
         assert_eq!(lease.deadline(), now + S(10));
         lease.extended_to(now + S(30));
         assert_eq!(lease.deadline(), now + S(25));

@@ -13,19 +13,22 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{self, Ack, AckStats};
-use crate::aws::Clients;
-use crate::concurrency::Limiter;
+use super::ack::{self, Ack, AckStats};
+use super::fatal::FatalSlot;
+use super::heartbeat::{self, Heartbeat, HeartbeatStats, Policy, Target};
+use super::poll::{Poller, Received};
+use super::settle::Settler;
+use crate::aws::{Action, AwsError, Clients, Resource};
 use crate::config::RunConfig;
-use crate::deadletter::DeadLetter;
-use crate::error::{Action, AwsError};
-use crate::heartbeat::{self, Heartbeat, HeartbeatStats, Policy, Target};
-use crate::poll::{Poller, Received};
-use crate::process::{Context, FatalSlot, Grouping, OutcomeCounts, Work, process_group};
-use crate::write::Writer;
+use crate::handler::concurrency::Limiter;
+use crate::handler::group::Grouping;
+use crate::handler::process::OutcomeCounts;
+use crate::handler::write::Writer;
+use crate::handler::{Handler, Work};
+use crate::limits::{ACK_FLUSH_INTERVAL, LATE_ARRIVAL_WINDOW};
+use crate::observe::{Metrics, Observer};
+use crate::runtime::deadletter::DeadLetterQueue;
 
-/// How long a receive under way at shutdown may still deliver (then released).
-const LATE_ARRIVAL_WINDOW: Duration = Duration::from_secs(1);
 /// Pause after an empty short poll (`SQS_WAIT_TIME_SECONDS=0`).
 const EMPTY_SHORT_POLL_PAUSE: Duration = Duration::from_secs(1);
 /// Longest pause between failed receives.
@@ -62,6 +65,17 @@ pub enum RunError {
     Fatal(#[from] AwsError),
 }
 
+/// What the processing tasks share.
+#[derive(Debug)]
+struct Context {
+    /// Decides what becomes of each message.
+    handler: Handler,
+    /// Carries the decisions out on the queue.
+    settler: Settler,
+    /// Cancelled when in-flight work must be released now (grace over, or fatal).
+    abort: CancellationToken,
+}
+
 /// Runs the worker until `shutdown` is cancelled, a fatal error occurs, or
 /// (with `exit_when_empty`) the queue is drained.
 pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToken) -> Result<RunSummary, RunError> {
@@ -78,33 +92,54 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         fifo = config.queue_url.ends_with(".fifo"),
         "worker starting"
     );
-    let observer = crate::observe::Observer::start(&config); // observe (issue 5): EMF metrics, health file
+    let metrics = Arc::new(Metrics::new());
+    let observer = Observer::start(&config.observe, &metrics, &config.queue_url);
     let stop = shutdown.child_token();
     let abort = CancellationToken::new();
     let fatal = FatalSlot::new(stop.clone(), abort.clone());
+    let sqs = &clients.sqs;
     let (acks, acker) =
-        ack::spawn(clients.sqs.clone(), config.queue_url.clone(), clients.region.clone(), fatal.clone());
-    let target =
-        Target { sqs: clients.sqs.clone(), queue_url: config.queue_url.clone(), region: clients.region.clone() };
+        ack::spawn(sqs.clone(), &config.queue_url, &clients.region, fatal.clone(), Arc::clone(&metrics));
+    let target = Target {
+        sqs: sqs.clone(),
+        queue_url: config.queue_url.clone(),
+        resource: Resource::queue(&config.queue_url, &clients.region),
+        metrics: Arc::clone(&metrics),
+    };
     let policy = Policy { visibility: config.visibility_timeout(), max_hold: config.max_visibility_extension() };
     let (heartbeat, beater) = heartbeat::spawn(target, policy, fatal.clone(), abort.clone());
-    let limiter = Limiter::new(config.concurrency);
+    let limiter = Limiter::new(config.concurrency, Arc::clone(&metrics));
+    let writer = Writer::new(
+        clients.dynamodb.clone(),
+        &config.table_name,
+        &clients.region,
+        Arc::clone(&limiter),
+        Arc::clone(&metrics),
+    );
+    let dead_letter = DeadLetterQueue::new(
+        sqs.clone(),
+        config.dlq_url.as_deref(),
+        &config.queue_url,
+        &clients.region,
+        Arc::clone(&metrics),
+    );
     let ctx = Arc::new(Context {
-        writer: Writer::new(clients.dynamodb.clone(), &config.table_name, &clients.region, Arc::clone(&limiter)),
-        dead_letter: DeadLetter::new(clients.sqs.clone(), config.dlq_url.clone(), &config.queue_url, &clients.region),
-        acks,
+        handler: Handler {
+            writer,
+            metrics: Arc::clone(&metrics),
+            counts: OutcomeCounts::default(),
+            max_defer_seconds: config.max_defer_seconds,
+        },
+        settler: Settler { acks, dead_letter, fatal: fatal.clone() },
         abort: abort.clone(),
-        fatal: fatal.clone(),
-        counts: OutcomeCounts::default(),
-        max_defer_seconds: config.max_defer_seconds,
     });
-    let poller = Poller::new(clients.sqs.clone(), &config, &clients.region);
+    let poller = Poller::new(sqs.clone(), &config, &clients.region, Arc::clone(&metrics));
     let mut tasks = JoinSet::new();
     let mut summary = RunSummary::default();
     receive_loop(&config, &poller, &heartbeat, &ctx, &stop, &mut tasks, &mut summary).await;
 
     drain(&mut tasks, &abort, config.shutdown_grace(), &mut summary).await;
-    summary.outcomes = ctx.counts.snapshot();
+    summary.outcomes = ctx.handler.counts.snapshot();
     summary.heartbeat = beater.await.unwrap_or_default();
     let concurrency = limiter.stats();
     summary.concurrency_decreases = concurrency.decreases;
@@ -115,7 +150,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     summary.acks = acker.await.unwrap_or_default();
     tracing::info!(?summary, "worker stopped");
     let fatal_error = fatal.take();
-    observer.finish(fatal_error.as_ref()).await; // observe (issue 5): last metrics line, final health state
+    observer.finish(fatal_error.as_ref()).await;
     match fatal_error {
         Some(error) => Err(RunError::Fatal(error)),
         None => Ok(summary),
@@ -173,7 +208,7 @@ async fn receive_loop(
     // Messages held (being received, waiting or written).
     let most_held = hold_limit(config.concurrency, per_receive);
     let held = Arc::new(Semaphore::new(most_held));
-    let limiter = ctx.writer.limiter();
+    let limiter = ctx.handler.writer.limiter();
     let mut receives = Receiving::new();
     // Start as if idle: nothing is known to be waiting yet. One receive takes
     // what is there (up to a batch), and the first non-empty batch opens the
@@ -205,11 +240,8 @@ async fn receive_loop(
             () = tokio::time::sleep(HOLD_RECHECK), if held_back => continue,
         };
         reap(tasks, summary);
-        if let Ok(received) = &batch {
-            crate::metrics::global().received(received.len()); // observe (issue 5): loop progress
-        }
         match batch {
-            Err(e) if e.action() == Action::Stop => return ctx.fatal.set(e),
+            Err(e) if e.action() == Action::Stop => return ctx.settler.fatal.set(e),
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, failures, "receive failed; retrying");
@@ -233,9 +265,9 @@ async fn receive_loop(
                 failures = 0;
                 idle = false;
                 summary.received += batch.len() as u64;
-                let works = batch.into_iter().map(|m| {
-                    let lease = heartbeat.track(&m);
-                    Work::new(m, lease)
+                let works = batch.into_iter().map(|received| {
+                    let lease = heartbeat.track(&received);
+                    Work::new(received.message, lease)
                 });
                 for group in grouping.group(works.collect()) {
                     let Some(share) = permit.split(group.len()) else { continue };
@@ -244,7 +276,9 @@ async fn receive_loop(
                     tasks.spawn(async move {
                         // `writing` is never closed, so acquiring cannot fail.
                         let Ok(_writing) = writing.acquire_many_owned(slots).await else { return };
-                        process_group(ctx, group, grouping, share).await;
+                        ctx.handler.process_group(&ctx.settler, group, grouping, &ctx.abort).await;
+                        // The group's share of the messages held is free now.
+                        drop(share);
                     });
                 }
             }
@@ -258,8 +292,8 @@ async fn receive_loop(
 async fn release_late_arrivals(mut receives: Receiving, ctx: &Context) {
     let late = async {
         while let Some(done) = receives.join_next().await {
-            for message in done.ok().and_then(|(_, batch)| batch.ok()).unwrap_or_default() {
-                let _ = ctx.acks.send(Ack::Visibility(message.receipt_handle, 0));
+            for received in done.ok().and_then(|(_, batch)| batch.ok()).unwrap_or_default() {
+                let _ = ctx.settler.acks.send(Ack::Visibility(received.message.receipt_handle, 0));
             }
         }
     };
@@ -274,7 +308,7 @@ async fn is_idle(tasks: &mut JoinSet<()>, poller: &Poller, summary: &mut RunSumm
         return false;
     }
     // Let the acker's last batch reach SQS before counting in-flight messages.
-    tokio::time::sleep(ack::FLUSH_INTERVAL * 3).await;
+    tokio::time::sleep(ACK_FLUSH_INTERVAL * 3).await;
     match poller.is_drained().await {
         Ok(drained) => drained,
         Err(e) => {

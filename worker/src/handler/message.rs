@@ -1,0 +1,77 @@
+//! A message as the handler sees it, whichever runtime received it (the ECS
+//! poller's receive, or a Lambda event record), and the deadline its work
+//! must end by, which the runtime supplies.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_sqs::types::MessageAttributeValue;
+use student_shared::{ContractError, Decoded, decode};
+use tokio::time::Instant;
+
+/// One SQS message and what the handler needs to know about it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// SQS message id (logged).
+    pub message_id: String,
+    /// Handle for deletes and visibility changes (opaque to the handler).
+    pub receipt_handle: String,
+    /// The event body.
+    pub body: String,
+    /// `ApproximateReceiveCount` (1 on the first delivery).
+    pub receive_count: u32,
+    /// When it was received (for `elapsed_ms`).
+    pub received_at: Instant,
+    /// `MessageGroupId` on FIFO queues.
+    pub group_id: Option<String>,
+    /// The producer's message attributes (kept when dead-lettering).
+    pub attributes: HashMap<String, MessageAttributeValue>,
+}
+
+/// When work on a message must be done by: the ECS runtime's lease, which
+/// its heartbeat moves later, or a Lambda invocation's fixed deadline.
+pub trait Deadline {
+    /// The last moment work may end and still leave time to settle the message.
+    fn deadline(&self) -> Instant;
+}
+
+impl Deadline for Instant {
+    fn deadline(&self) -> Instant {
+        *self
+    }
+}
+
+impl<D: Deadline + ?Sized> Deadline for Arc<D> {
+    fn deadline(&self) -> Instant {
+        (**self).deadline()
+    }
+}
+
+/// One message with its decoded event (or why it has none) and its deadline.
+#[derive(Debug)]
+pub struct Work<L> {
+    /// The message.
+    pub message: Message,
+    /// The event, or the refusal.
+    pub decoded: Result<Decoded, ContractError>,
+    /// Its deadline (and whatever else the runtime keeps per message).
+    pub lease: L,
+}
+
+impl<L> Work<L> {
+    /// Decodes `message`; `lease` says until when it may be worked on.
+    pub fn new(message: Message, lease: L) -> Self {
+        let decoded = decode(message.body.as_bytes());
+        Self { message, decoded, lease }
+    }
+
+    /// The event's `studentId`, when it decoded.
+    pub fn student_id(&self) -> Option<&str> {
+        self.decoded.as_ref().ok().map(|d| d.event.student_id.as_str())
+    }
+
+    /// The event's `version`, when it decoded (0 sorts an undecodable message first).
+    pub fn version(&self) -> u64 {
+        self.decoded.as_ref().map_or(0, |d| d.event.version)
+    }
+}

@@ -1,0 +1,108 @@
+//! Carries the handler's decisions out on the source queue: finished
+//! messages are deleted, deferred ones hidden for their delay, released ones
+//! made visible at once, invalid ones forwarded to the DLQ and then deleted.
+//! A fatal error stops the worker and releases the message. Each message's
+//! heartbeat is stopped first, so an extension never follows its delete or
+//! release.
+
+use std::sync::Arc;
+
+use student_shared::{ContractError, Outcome};
+
+use super::ack::{Ack, AckSender};
+use super::fatal::FatalSlot;
+use super::heartbeat::Lease;
+use crate::handler::{Decision, Settle, Work};
+use crate::runtime::deadletter::DeadLetterQueue;
+
+/// What the ECS runtime does with a message once the handler has decided.
+#[derive(Debug)]
+pub struct Settler {
+    /// Finishes messages on the source queue.
+    pub acks: AckSender,
+    /// Forwards invalid messages.
+    pub dead_letter: DeadLetterQueue,
+    /// The first fatal error; setting it stops the worker.
+    pub fatal: FatalSlot,
+}
+
+/// What to do on the queue for a decision, and the outcome it gives.
+fn ack_for(decision: &Decision, receipt: &str) -> (Option<Ack>, Outcome) {
+    let receipt = receipt.to_owned();
+    let ack = match decision {
+        Decision::Done(_) => Some(Ack::Delete(receipt)),
+        Decision::Defer { seconds, .. } => Some(Ack::Visibility(receipt, *seconds)),
+        Decision::Release | Decision::Fatal(_) => Some(Ack::Visibility(receipt, 0)),
+        // Left as it is: the next delivery tries again.
+        Decision::Retry => None,
+        Decision::DeadLetter(_) => Some(Ack::Delete(receipt)),
+    };
+    (ack, decision.outcome())
+}
+
+impl Settle<Arc<Lease>> for Settler {
+    async fn settle(&self, work: &Work<Arc<Lease>>, decision: &Decision) -> Outcome {
+        let (ack, outcome) = match decision {
+            Decision::DeadLetter(refusal) => self.dead_letter(work, refusal).await,
+            Decision::Fatal(e) => {
+                self.fatal.set(e.clone());
+                ack_for(decision, &work.message.receipt_handle)
+            }
+            _ => ack_for(decision, &work.message.receipt_handle),
+        };
+        work.lease.finish().await;
+        if let Some(ack) = ack {
+            // The acker outlives every processing task; a send error means it is gone.
+            let _ = self.acks.send(ack);
+        }
+        outcome
+    }
+}
+
+impl Settler {
+    /// Forwards to the DLQ (when configured), then deletes; without a DLQ
+    /// the message stays for the queue's redrive policy.
+    async fn dead_letter(&self, work: &Work<Arc<Lease>>, refusal: &ContractError) -> (Option<Ack>, Outcome) {
+        let receipt = &work.message.receipt_handle;
+        match self.dead_letter.forward(&work.message, refusal, work.student_id()).await {
+            Ok(()) if self.dead_letter.is_enabled() => (Some(Ack::Delete(receipt.clone())), Outcome::Invalid),
+            Ok(()) => (None, Outcome::Invalid),
+            Err(e) if self.fatal.set_if_fatal(&e) => (Some(Ack::Visibility(receipt.clone(), 0)), Outcome::Released),
+            Err(e) => {
+                tracing::warn!(error = %e, message_id = %work.message.message_id, "DLQ send failed: leaving the message on the queue");
+                (None, Outcome::Retry)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use student_shared::ErrorCode;
+
+    use super::*;
+    use crate::aws::{AwsError, Kind};
+
+    #[test]
+    fn each_decision_becomes_its_queue_action() {
+        let ack = |d: Decision| ack_for(&d, "r");
+        assert_eq!(ack(Decision::Done(Outcome::Stale)), (Some(Ack::Delete("r".into())), Outcome::Stale));
+        assert_eq!(
+            ack(Decision::Defer { seconds: 32, waits_for_version: 2 }),
+            (Some(Ack::Visibility("r".into(), 32)), Outcome::Deferred)
+        );
+        assert_eq!(ack(Decision::Release), (Some(Ack::Visibility("r".into(), 0)), Outcome::Released));
+        assert_eq!(ack(Decision::Retry), (None, Outcome::Retry), "a retry is left to its visibility timeout");
+        let fatal = AwsError {
+            kind: Kind::AccessDenied,
+            action: "dynamodb:PutItem",
+            resource: "table Students".into(),
+            region: "ap-northeast-2".into(),
+            code: None,
+            message: "no".into(),
+        };
+        assert_eq!(ack(Decision::Fatal(fatal)), (Some(Ack::Visibility("r".into(), 0)), Outcome::Released));
+        let refusal = ContractError::new(ErrorCode::MalformedJson, "body", "not JSON");
+        assert_eq!(ack(Decision::DeadLetter(refusal)).1, Outcome::Invalid);
+    }
+}
