@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The Python baseline for scripts/bench: the worker written the way the
-setup guide's boto3 example works, scaled out with a thread pool.
+boto3 example of docs/setup.md works, scaled out with a thread pool.
 
 Each of WORKER_CONCURRENCY threads (32 by default, like the Rust worker)
 loops: receive_message (10, long poll) -> put_item (or update_item for a
