@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::aws;
+use crate::commands::error::CommandError;
 use crate::commands::{dlq, doctor, healthcheck, publish, run, setup};
 use crate::config::RunArgs;
 use crate::observe::logging::LogFormat;
@@ -40,7 +41,7 @@ pub enum Command {
 }
 
 /// Runs the chosen subcommand.
-pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+pub async fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Run(args) => run::run(&args).await,
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,

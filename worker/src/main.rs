@@ -1,10 +1,11 @@
-//! The `student-worker` binary: parses the command line, sets up logging and
-//! hands over to the library. `anyhow` lives here only.
+//! The `student-worker` binary: parses the command line, sets up logging,
+//! hands over to the library and turns its error into the exit code.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use student_worker::cli::{self, Cli};
+use student_worker::commands::error::CommandError;
 use student_worker::observe::logging::Sink;
 
 /// mimalloc instead of glibc's malloc: the SDK allocates and frees many small
@@ -49,12 +50,9 @@ async fn start() -> ExitCode {
     }
 }
 
-/// Prints the error chain for people (stderr) and picks the exit code.
-fn report(error: &anyhow::Error) -> ExitCode {
-    tracing::error!(error = %format!("{error:#}"), "student-worker stopped");
-    eprintln!("error: {error:#}");
-    match error.downcast_ref::<student_worker::config::ConfigError>() {
-        Some(_) => ExitCode::from(2),
-        None => ExitCode::FAILURE,
-    }
+/// Prints the error for people (stderr) and picks the exit code.
+fn report(error: &CommandError) -> ExitCode {
+    tracing::error!(error = %error, "student-worker stopped");
+    eprintln!("error: {error}");
+    ExitCode::from(error.exit_code())
 }

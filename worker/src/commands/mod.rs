@@ -2,6 +2,7 @@
 
 pub mod dlq;
 pub mod doctor;
+pub mod error;
 pub mod healthcheck;
 pub mod publish;
 pub mod run;

@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
 use aws_config::SdkConfig;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use clap::Args;
@@ -13,7 +12,8 @@ use student_shared::decode;
 use student_shared::limits::MAX_BODY_BYTES;
 use tokio::io::AsyncReadExt;
 
-use crate::aws::error::Resource;
+use super::error::CommandError;
+use crate::aws::error::{AwsError, Kind, Resource};
 use crate::aws::region_of;
 use crate::limits::MAX_BATCH_ENTRIES;
 
@@ -41,7 +41,7 @@ struct Line {
 }
 
 /// Sends the file's events; fails if any line was refused or not sent.
-pub async fn publish(sdk: &SdkConfig, args: &PublishArgs) -> anyhow::Result<()> {
+pub async fn publish(sdk: &SdkConfig, args: &PublishArgs) -> Result<(), CommandError> {
     let text = read_input(&args.file).await?;
     let (lines, refused) = check_lines(&text, args.allow_invalid);
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -56,18 +56,19 @@ pub async fn publish(sdk: &SdkConfig, args: &PublishArgs) -> anyhow::Result<()> 
         eprintln!("line {line}: not sent: {reason}");
     }
     if refused + failed.len() > 0 {
-        bail!("{refused} line(s) refused and {} not sent; see above", failed.len());
+        return Err(CommandError::NotPublished { refused, unsent: failed.len() });
     }
     Ok(())
 }
 
-async fn read_input(file: &PathBuf) -> anyhow::Result<String> {
+async fn read_input(file: &PathBuf) -> Result<String, CommandError> {
     if file.as_os_str() == "-" {
         let mut text = String::new();
-        tokio::io::stdin().read_to_string(&mut text).await.context("reading stdin")?;
-        return Ok(text);
+        let read = tokio::io::stdin().read_to_string(&mut text).await;
+        return read.map(|_| text).map_err(|source| CommandError::Io { what: "reading stdin".into(), source });
     }
-    tokio::fs::read_to_string(file).await.with_context(|| format!("reading {}", file.display()))
+    let read = tokio::fs::read_to_string(file).await;
+    read.map_err(|source| CommandError::Io { what: format!("reading {}", file.display()), source })
 }
 
 /// Parses lines (blank ones skipped); prints and counts refusals.
@@ -117,7 +118,8 @@ async fn send_batch(
     batch: &[Line],
     fifo: bool,
     region: &str,
-) -> anyhow::Result<Vec<(usize, String)>> {
+) -> Result<Vec<(usize, String)>, AwsError> {
+    let resource = Resource::queue(queue_url, region);
     let mut entries = Vec::with_capacity(batch.len());
     for line in batch {
         let mut entry =
@@ -128,7 +130,7 @@ async fn send_batch(
             let dedup = line.event_id.clone().unwrap_or_else(|| format!("line{}", line.number));
             entry = entry.message_group_id(group).message_deduplication_id(dedup);
         }
-        entries.push(entry.build()?);
+        entries.push(entry.build().map_err(|e| resource.local_error(Kind::Rejected, "sqs:SendMessageBatch", e))?);
     }
     let out = sqs
         .send_message_batch()
@@ -136,7 +138,7 @@ async fn send_batch(
         .set_entries(Some(entries))
         .send()
         .await
-        .map_err(|e| Resource::queue(queue_url, region).error(&e, "sqs:SendMessageBatch"))?;
+        .map_err(|e| resource.error(&e, "sqs:SendMessageBatch"))?;
     Ok(out
         .failed
         .into_iter()

@@ -4,6 +4,7 @@
 
 use crate::aws;
 use crate::commands::doctor;
+use crate::commands::error::CommandError;
 use crate::config::{RunArgs, RunConfig};
 use crate::observe::{Metrics, observer};
 use crate::runtime::ecs;
@@ -11,7 +12,7 @@ use crate::shutdown;
 
 /// Runs the worker with `args` until a signal, a fatal error or (with
 /// `WORKER_EXIT_WHEN_EMPTY`) an empty queue.
-pub async fn run(args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
     let config = RunConfig::from_args(args)?;
     // Signals first: once the health file says healthy, ECS may stop the task.
     let shutdown = shutdown::on_signals();

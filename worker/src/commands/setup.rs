@@ -11,6 +11,7 @@ use clap::Args;
 
 use student_shared::item::attr::STUDENT_ID;
 
+use super::error::CommandError;
 use crate::aws::error::{AwsError, Kind, Resource};
 use crate::aws::region_of;
 use crate::aws::table::key_schema_mismatch;
@@ -61,7 +62,7 @@ pub struct SetupOutput {
 }
 
 /// Runs `setup` and prints `DYNAMODB_TABLE_NAME=…`, `SQS_QUEUE_URL=…`, `SQS_DLQ_URL=…`.
-pub async fn setup(sdk: &SdkConfig, args: &SetupArgs) -> anyhow::Result<()> {
+pub async fn setup(sdk: &SdkConfig, args: &SetupArgs) -> Result<(), CommandError> {
     let out = ensure(sdk, args).await?;
     println!("DYNAMODB_TABLE_NAME={}", out.table_name);
     println!("SQS_QUEUE_URL={}", out.queue_url);

@@ -8,11 +8,12 @@ use super::error::{DlqError, ReplaySummary};
 use super::letter::Queue;
 use super::{peek, replay, stats};
 use crate::aws::region_of;
+use crate::commands::error::CommandError;
 use crate::config::ConfigError;
 use crate::shutdown;
 
 /// Runs the chosen `dlq` subcommand.
-pub async fn dlq(sdk: &SdkConfig, args: &DlqArgs) -> anyhow::Result<()> {
+pub async fn dlq(sdk: &SdkConfig, args: &DlqArgs) -> Result<(), CommandError> {
     let dlq_url = dlq_url(args)?;
     let region = region_of(sdk);
     let dlq = Queue::new(aws_sdk_sqs::Client::new(sdk), &dlq_url, &region);

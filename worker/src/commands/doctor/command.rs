@@ -14,6 +14,7 @@ use super::resources::{self, QueueAttributes};
 use super::{identity, probes};
 use crate::aws::explain::Subject;
 use crate::aws::region_of;
+use crate::commands::error::CommandError;
 use crate::config::RunArgs;
 use crate::config::RunConfig;
 use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
@@ -41,11 +42,13 @@ pub struct DoctorFailed {
 }
 
 /// Runs every check, prints them, and fails if any check failed.
-pub async fn doctor(args: &DoctorArgs) -> anyhow::Result<()> {
+pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let report = diagnose(&sdk, &args.run).await;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let json = serde_json::to_string_pretty(&report)
+            .map_err(|e| CommandError::Io { what: "printing the report".into(), source: e.into() })?;
+        println!("{json}");
     } else {
         println!("{}", report.to_text());
     }
