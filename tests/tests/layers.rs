@@ -1096,3 +1096,64 @@ fn checker_follows_groups_renames_globs_and_chains_of_reexports() {
         ]
     );
 }
+
+// ---------------------------------------------------------------------------
+// The worker's layers, as its lib.rs lists them
+// ---------------------------------------------------------------------------
+
+/// The worker's top-level modules by layer, lowest first, read from the
+/// table in `worker/src/lib.rs`'s `//!` (a row `| [`a`], [`b`] | … |` is one
+/// layer), so the documented order is the one enforced.
+fn documented_layers(lib_rs: &str) -> BTreeMap<String, usize> {
+    let rows = lib_rs.lines().filter_map(|l| l.strip_prefix("//! | ")).filter(|row| row.starts_with("[`"));
+    let mut layers = BTreeMap::new();
+    for (rank, row) in rows.enumerate() {
+        let first_cell = row.split(" | ").next().unwrap_or_default();
+        for name in first_cell.split("[`").skip(1).filter_map(|s| s.split("`]").next()) {
+            layers.insert(name.to_owned(), rank);
+        }
+    }
+    layers
+}
+
+#[test]
+fn the_worker_imports_only_from_layers_below_as_lib_rs_documents() {
+    let root = workspace_root();
+    let src = root.join("worker/src");
+    let lib_rs = std::fs::read_to_string(src.join("lib.rs")).expect("worker/src/lib.rs");
+    let layers = documented_layers(&lib_rs);
+    assert!(layers.len() >= 8, "lib.rs lists too few layers: {layers:?}");
+    let report = check_crate(&src.join("lib.rs"), &root);
+    let layer_of = |file: &Path| {
+        let top = file.strip_prefix(&src).ok()?.components().next()?.as_os_str().to_str()?;
+        let name = top.strip_suffix(".rs").unwrap_or(top);
+        layers.get(name).map(|rank| (name.to_owned(), *rank))
+    };
+    let mut upward = String::new();
+    for edge in &report.edges {
+        if let (Some((from, low)), Some((to, high))) = (layer_of(&edge.from), layer_of(&edge.to))
+            && high > low
+        {
+            let _ = writeln!(upward, "  {}:{} ({from}) → {to}: `{}`", display(&edge.from, &root), edge.line, edge.text);
+        }
+    }
+    let unlisted: Vec<String> = report
+        .files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "lib.rs") && layer_of(f).is_none())
+        .map(|f| display(f, &root))
+        .collect();
+    assert!(unlisted.is_empty(), "files in no layer of lib.rs's table: {unlisted:?}");
+    assert!(upward.is_empty(), "imports from a higher layer than lib.rs's table allows:\n{upward}");
+}
+
+#[test]
+fn the_layer_table_is_read_in_order() {
+    let doc =
+        "//! | layer | what |\n//! | --- | --- |\n//! | [`limits`], [`shutdown`] | leaves |\n//! | [`config`] | c |\n";
+    let layers = documented_layers(doc);
+    assert_eq!(layers.get("limits"), Some(&0));
+    assert_eq!(layers.get("shutdown"), Some(&0));
+    assert_eq!(layers.get("config"), Some(&1));
+    assert_eq!(layers.len(), 3);
+}

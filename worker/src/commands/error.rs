@@ -4,7 +4,7 @@
 //! cause and, where there is one, the fix).
 
 use super::dlq::error::DlqError;
-use super::doctor::{DoctorFailed, PreflightError};
+use super::doctor::error::{DoctorFailed, PreflightError};
 use super::healthcheck::Unhealthy;
 use crate::aws::AwsError;
 use crate::config::ConfigError;

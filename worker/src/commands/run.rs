@@ -6,7 +6,7 @@ use crate::aws;
 use crate::commands::doctor;
 use crate::commands::error::CommandError;
 use crate::config::{RunArgs, RunConfig};
-use crate::observe::{Metrics, observer};
+use crate::observe::observer;
 use crate::runtime::ecs;
 use crate::shutdown;
 
@@ -16,7 +16,7 @@ pub async fn run(args: &RunArgs) -> Result<(), CommandError> {
     let config = RunConfig::from_args(args)?;
     // Signals first: once the health file says healthy, ECS may stop the task.
     let shutdown = shutdown::on_signals();
-    observer::preflight(&config.observe, &Metrics::new())?;
+    observer::preflight(&config.observe)?;
     let sdk = aws::load_sdk_config().await?;
     // The fatal subset of `doctor`, before the first receive.
     if let Err(refused) = doctor::preflight(&sdk, &config).await {

@@ -51,11 +51,11 @@ impl Observer {
     }
 }
 
-/// Writes the first health record, so an unwritable path stops start-up
-/// (exit 2) instead of failing every health check later.
-pub fn preflight(observe: &ObserveConfig, metrics: &Metrics) -> Result<(), ConfigError> {
+/// Writes a first health record (progress now), so an unwritable path
+/// stops start-up (exit 2) instead of failing every health check later.
+pub fn preflight(observe: &ObserveConfig) -> Result<(), ConfigError> {
     let Some(path) = &observe.health_file else { return Ok(()) };
-    Reporter::probe(path, observe.health_max_age_seconds, metrics).map_err(|e| ConfigError {
+    Reporter::probe(path, observe.health_max_age_seconds, &Metrics::new()).map_err(|e| ConfigError {
         variable: "WORKER_HEALTH_FILE",
         flag: "health-file",
         problem: format!("is {}, which cannot be written ({e})", path.display()),
@@ -99,7 +99,7 @@ mod tests {
         let args =
             ObserveArgs { health_file: Some("/proc/student-worker/health.json".into()), ..ObserveArgs::default() };
         let c = ObserveConfig::from_args(&args, 20, 60).expect("valid");
-        let e = preflight(&c, &Metrics::new()).expect_err("not writable");
+        let e = preflight(&c).expect_err("not writable");
         assert_eq!(e.variable, "WORKER_HEALTH_FILE");
         assert!(e.fix.contains("mount a writable volume"), "{e}");
     }

@@ -2,13 +2,13 @@
 //! the same configuration and SDK chain as `run`; and [`preflight`], the
 //! fatal subset `run` performs before its first receive.
 
-use std::fmt;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use clap::Args;
 
+use super::error::{DoctorFailed, PreflightError};
 use super::report::{Check, Report};
 use super::resources::{self, QueueAttributes};
 use super::{identity, probes};
@@ -31,14 +31,6 @@ pub struct DoctorArgs {
     /// Print the checks as one JSON object, for scripts.
     #[arg(long)]
     pub json: bool,
-}
-
-/// `doctor` found at least one failure.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("doctor: {failed} check(s) failed; each says its cause and fix above")]
-pub struct DoctorFailed {
-    /// How many checks failed.
-    pub failed: usize,
 }
 
 /// Runs every check, prints them, and fails if any check failed.
@@ -209,27 +201,6 @@ async fn permission_checks(
         ));
     }
     checks
-}
-
-/// The fatal subset of the checks failed: `run` refuses to start.
-#[derive(Debug, Clone, thiserror::Error)]
-pub struct PreflightError {
-    /// The failed checks.
-    pub failures: Vec<Check>,
-}
-
-impl fmt::Display for PreflightError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "refusing to start: {} pre-flight check(s) failed (`student-worker doctor` runs them all)",
-            self.failures.len()
-        )?;
-        for check in &self.failures {
-            write!(f, "\n{check}")?;
-        }
-        Ok(())
-    }
 }
 
 /// The checks `run` makes before its first receive, with the actions the

@@ -3,9 +3,11 @@
 //! visibility, permissions) with a cause and a fix for every failure.
 
 mod command;
+pub mod error;
 pub mod identity;
 pub mod probes;
 pub mod report;
 pub mod resources;
 
-pub use command::{DoctorArgs, DoctorFailed, PreflightError, diagnose, doctor, preflight};
+pub use command::{DoctorArgs, diagnose, doctor, preflight};
+pub use error::{DoctorFailed, PreflightError};

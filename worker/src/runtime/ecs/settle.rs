@@ -35,6 +35,7 @@ fn ack_for(decision: &Decision, receipt: &str) -> (Option<Ack>, Outcome) {
         Decision::Release | Decision::Fatal(_) => Some(Ack::Visibility(receipt, 0)),
         // Left as it is: the next delivery tries again.
         Decision::Retry => None,
+        // Once the DLQ has it.
         Decision::DeadLetter(_) => Some(Ack::Delete(receipt)),
     };
     (ack, decision.outcome())
@@ -43,7 +44,12 @@ fn ack_for(decision: &Decision, receipt: &str) -> (Option<Ack>, Outcome) {
 impl Settle<Arc<Lease>> for Settler {
     async fn settle(&self, work: &Work<Arc<Lease>>, decision: &Decision) -> Outcome {
         let (ack, outcome) = match decision {
-            Decision::DeadLetter(refusal) => self.dead_letter(work, refusal).await,
+            Decision::DeadLetter(refusal) => match self.dead_letter(work, refusal).await {
+                Forwarded::Yes => ack_for(decision, &work.message.receipt_handle),
+                Forwarded::NoDlq => (None, Outcome::Invalid),
+                Forwarded::Fatal => ack_for(&Decision::Release, &work.message.receipt_handle),
+                Forwarded::Later => (None, Outcome::Retry),
+            },
             Decision::Fatal(e) => {
                 self.fatal.set(e.clone());
                 ack_for(decision, &work.message.receipt_handle)
@@ -60,20 +66,31 @@ impl Settle<Arc<Lease>> for Settler {
 }
 
 impl Settler {
-    /// Forwards to the DLQ (when configured), then deletes; without a DLQ
-    /// the message stays for the queue's redrive policy.
-    async fn dead_letter(&self, work: &Work<Arc<Lease>>, refusal: &ContractError) -> (Option<Ack>, Outcome) {
-        let receipt = &work.message.receipt_handle;
+    /// Forwards to the DLQ when one is configured; without one the message
+    /// stays for the queue's redrive policy.
+    async fn dead_letter(&self, work: &Work<Arc<Lease>>, refusal: &ContractError) -> Forwarded {
         match self.dead_letter.forward(&work.message, refusal, work.student_id()).await {
-            Ok(()) if self.dead_letter.is_enabled() => (Some(Ack::Delete(receipt.clone())), Outcome::Invalid),
-            Ok(()) => (None, Outcome::Invalid),
-            Err(e) if self.fatal.set_if_fatal(&e) => (Some(Ack::Visibility(receipt.clone(), 0)), Outcome::Released),
+            Ok(()) if self.dead_letter.is_enabled() => Forwarded::Yes,
+            Ok(()) => Forwarded::NoDlq,
+            Err(e) if self.fatal.set_if_fatal(&e) => Forwarded::Fatal,
             Err(e) => {
                 tracing::warn!(error = %e, message_id = %work.message.message_id, "DLQ send failed: leaving the message on the queue");
-                (None, Outcome::Retry)
+                Forwarded::Later
             }
         }
     }
+}
+
+/// What became of a dead letter's forward.
+enum Forwarded {
+    /// The DLQ has it: delete it from the source.
+    Yes,
+    /// No DLQ is configured: the source queue's redrive moves it.
+    NoDlq,
+    /// Fatal (the role may not send): the worker stops, the message is released.
+    Fatal,
+    /// The send failed for now: left for another delivery.
+    Later,
 }
 
 #[cfg(test)]
