@@ -264,6 +264,25 @@ mod tests {
         assert_eq!(kind_of_code("InternalServerError").action(), Action::Retry);
         assert_eq!(kind_of_code("ExpiredTokenException").action(), Action::Stop);
         assert!(THROTTLING_CODES.iter().all(|c| kind_of_code(c) == Kind::Transient));
+    }
+
+    #[test]
+    fn one_list_says_what_a_throttle_is() {
+        let with_code = |code: &str| AwsError {
+            kind: kind_of_code(code),
+            action: "dynamodb:PutItem",
+            resource: "table Students".into(),
+            region: "ap-northeast-2".into(),
+            code: Some(code.into()),
+            message: "slow down".into(),
+        };
+        for code in THROTTLING_CODES {
+            let e = with_code(code);
+            assert!(e.is_throttling() && e.action() == Action::Retry, "{code}");
+        }
+        for code in ["InternalServerError", "ValidationException", "AccessDeniedException", "ServiceUnavailable"] {
+            assert!(!with_code(code).is_throttling(), "{code}");
+        }
         assert!(names_the_key("One or more parameter values were invalid: Missing the key id in the item"));
         assert!(names_the_key("The provided key element does not match the schema"));
         assert!(names_the_key("Type mismatch for key StudentID expected: N actual: S"));

@@ -15,6 +15,7 @@ use student_shared::outcome::ConditionFailure;
 use student_shared::{Decoded, Outcome};
 use tokio_util::sync::CancellationToken;
 
+use super::concurrency::Limiter;
 use super::decide::{Decision, decide};
 use super::group::Grouping;
 use super::message::{Deadline, Work};
@@ -54,6 +55,22 @@ pub struct Handled {
 }
 
 impl Handler {
+    /// A handler that writes to `table` with at most `concurrency` writes
+    /// in flight (fewer while DynamoDB throttles), recording into `metrics`;
+    /// the `dynamodb` client should have SDK retries off.
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: &str,
+        region: &str,
+        concurrency: usize,
+        max_defer_seconds: i32,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let limiter = Limiter::new(concurrency, Arc::clone(&metrics));
+        let writer = Writer::new(dynamodb, table, region, limiter, Arc::clone(&metrics));
+        Self { writer, metrics, counts: OutcomeCounts::default(), max_defer_seconds }
+    }
+
     /// Works through `group` in order. When `abort` is cancelled, the
     /// message in hand and the rest are released; with FIFO grouping, a
     /// message that does not finish releases the rest of its group.
@@ -177,7 +194,6 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::handler::concurrency::Limiter;
     use crate::handler::message::Message;
 
     /// A runtime that records what it was asked to do, and answers
@@ -206,16 +222,8 @@ mod tests {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("ap-northeast-2"))
             .build();
-        let metrics = Arc::new(Metrics::new());
-        let limiter = Limiter::new(1, Arc::clone(&metrics));
-        let writer = Writer::new(
-            aws_sdk_dynamodb::Client::from_conf(config),
-            "Students",
-            "ap-northeast-2",
-            limiter,
-            Arc::clone(&metrics),
-        );
-        Handler { writer, metrics, counts: OutcomeCounts::default(), max_defer_seconds: 900 }
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(config);
+        Handler::new(dynamodb, "Students", "ap-northeast-2", 1, 900, Arc::new(Metrics::new()))
     }
 
     fn poison(id: &str) -> Work<Instant> {

@@ -20,10 +20,7 @@ use super::poll::{Poller, Received};
 use super::settle::Settler;
 use crate::aws::{Action, AwsError, Clients, Resource};
 use crate::config::RunConfig;
-use crate::handler::concurrency::Limiter;
 use crate::handler::group::Grouping;
-use crate::handler::process::OutcomeCounts;
-use crate::handler::write::Writer;
 use crate::handler::{Handler, Work};
 use crate::limits::{ACK_FLUSH_INTERVAL, LATE_ARRIVAL_WINDOW};
 use crate::observe::{Metrics, Observer};
@@ -108,14 +105,6 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     };
     let policy = Policy { visibility: config.visibility_timeout(), max_hold: config.max_visibility_extension() };
     let (heartbeat, beater) = heartbeat::spawn(target, policy, fatal.clone(), abort.clone());
-    let limiter = Limiter::new(config.concurrency, Arc::clone(&metrics));
-    let writer = Writer::new(
-        clients.dynamodb.clone(),
-        &config.table_name,
-        &clients.region,
-        Arc::clone(&limiter),
-        Arc::clone(&metrics),
-    );
     let dead_letter = DeadLetterQueue::new(
         sqs.clone(),
         config.dlq_url.as_deref(),
@@ -124,12 +113,14 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         Arc::clone(&metrics),
     );
     let ctx = Arc::new(Context {
-        handler: Handler {
-            writer,
-            metrics: Arc::clone(&metrics),
-            counts: OutcomeCounts::default(),
-            max_defer_seconds: config.max_defer_seconds,
-        },
+        handler: Handler::new(
+            clients.dynamodb.clone(),
+            &config.table_name,
+            &clients.region,
+            config.concurrency,
+            config.max_defer_seconds,
+            Arc::clone(&metrics),
+        ),
         settler: Settler { acks, dead_letter, fatal: fatal.clone() },
         abort: abort.clone(),
     });
@@ -141,7 +132,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     drain(&mut tasks, &abort, config.shutdown_grace(), &mut summary).await;
     summary.outcomes = ctx.handler.counts.snapshot();
     summary.heartbeat = beater.await.unwrap_or_default();
-    let concurrency = limiter.stats();
+    let concurrency = ctx.handler.writer.limiter().stats();
     summary.concurrency_decreases = concurrency.decreases;
     summary.concurrency_increases = concurrency.increases;
     summary.min_concurrency = concurrency.min;
