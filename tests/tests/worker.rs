@@ -291,7 +291,8 @@ async fn a_table_with_the_wrong_key_is_fatal_not_a_flood_of_dead_letters() {
     let refused =
         student_worker::commands::setup::ensure(&w.sdk, &args).await.expect_err("setup must refuse the table");
     assert_eq!(refused.kind, Kind::WrongKeySchema);
-    assert!(refused.to_string().contains("the existing table's key is id (HASH)"), "{refused}");
+    assert!(refused.to_string().contains("the table's key is id (HASH) with types id S"), "{refused}");
+    assert!(!refused.to_string().contains("student-worker setup"), "setup must not advise running setup: {refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
