@@ -138,16 +138,16 @@ impl Reporter {
     /// starts rewriting it every [`WRITE_INTERVAL`].
     /// The liveness it reports is `metrics`' last progress.
     pub fn start(path: PathBuf, max_age_seconds: u64, metrics: Arc<Metrics>) -> std::io::Result<Self> {
-        Self::probe(&path, max_age_seconds, &metrics)?;
+        metrics.progress();
+        Self::probe(&path, max_age_seconds)?;
         let stop = CancellationToken::new();
         let task = tokio::spawn(refresh(path.clone(), max_age_seconds, Arc::clone(&metrics), stop.clone()));
         Ok(Self { path, max_age_seconds, metrics, stop, task })
     }
 
     /// Writes a first record (progress now), proving `path` is writable.
-    pub fn probe(path: &Path, max_age_seconds: u64, metrics: &Metrics) -> std::io::Result<()> {
-        metrics.progress();
-        write(path, &record(State::Running, max_age_seconds, metrics, None))
+    pub fn probe(path: &Path, max_age_seconds: u64) -> std::io::Result<()> {
+        write(path, &record(State::Running, max_age_seconds, now_ms(), None))
     }
 
     /// Stops refreshing and records the final state.
@@ -155,7 +155,8 @@ impl Reporter {
         self.stop.cancel();
         let _ = self.task.await;
         let state = if fatal.is_some() { State::Fatal } else { State::Stopped };
-        if let Err(e) = write(&self.path, &record(state, self.max_age_seconds, &self.metrics, fatal)) {
+        if let Err(e) = write(&self.path, &record(state, self.max_age_seconds, self.metrics.last_progress_ms(), fatal))
+        {
             tracing::warn!(error = %e, path = %self.path.display(), "could not write the final health state");
         }
     }
@@ -164,7 +165,7 @@ impl Reporter {
 /// Records a fatal stop that came before the loop (and its [`Reporter`])
 /// started, e.g. `run`'s pre-flight refusal, so `healthcheck` reports it.
 pub fn record_fatal(path: &Path, max_age_seconds: u64, cause: String) {
-    if let Err(e) = write(path, &record(State::Fatal, max_age_seconds, &Metrics::new(), Some(cause))) {
+    if let Err(e) = write(path, &record(State::Fatal, max_age_seconds, now_ms(), Some(cause))) {
         tracing::warn!(error = %e, path = %path.display(), "could not write the final health state");
     }
 }
@@ -176,7 +177,7 @@ async fn refresh(path: PathBuf, max_age_seconds: u64, metrics: Arc<Metrics>, sto
             () = stop.cancelled() => return,
             () = tokio::time::sleep(WRITE_INTERVAL) => {}
         }
-        if let Err(e) = write(&path, &record(State::Running, max_age_seconds, &metrics, None))
+        if let Err(e) = write(&path, &record(State::Running, max_age_seconds, metrics.last_progress_ms(), None))
             && !warned
         {
             // Not fatal by itself: the check will report the stale file.
@@ -186,13 +187,17 @@ async fn refresh(path: PathBuf, max_age_seconds: u64, metrics: Arc<Metrics>, sto
     }
 }
 
-fn record(state: State, max_age_seconds: u64, metrics: &Metrics, reason: Option<String>) -> Health {
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+fn record(state: State, max_age_seconds: u64, last_progress_ms: u64, reason: Option<String>) -> Health {
     Health {
         version: FORMAT_VERSION,
         pid: std::process::id(),
         state,
-        last_progress_ms: metrics.last_progress_ms(),
-        updated_at_ms: unix_ms(SystemTime::now()),
+        last_progress_ms,
+        updated_at_ms: now_ms(),
         max_age_seconds,
         reason,
     }

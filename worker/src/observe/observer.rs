@@ -55,7 +55,7 @@ impl Observer {
 /// stops start-up (exit 2) instead of failing every health check later.
 pub fn preflight(observe: &ObserveConfig) -> Result<(), ConfigError> {
     let Some(path) = &observe.health_file else { return Ok(()) };
-    Reporter::probe(path, observe.health_max_age_seconds, &Metrics::new()).map_err(|e| ConfigError {
+    Reporter::probe(path, observe.health_max_age_seconds).map_err(|e| ConfigError {
         variable: "WORKER_HEALTH_FILE",
         flag: "health-file",
         problem: format!("is {}, which cannot be written ({e})", path.display()),
