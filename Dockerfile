@@ -7,6 +7,10 @@
 # package manager), running as the image's unprivileged `nonroot` user
 # (uid 65532), holding only the binary. It starts `student-worker run`; ECS
 # checks it with `student-worker healthcheck` (exec form: there is no shell).
+# The same image serves a Lambda container-image function: the function's
+# ImageConfig.Command ["lambda"] replaces `run` (docs/lambda.md). Build it
+# for Lambda with `--platform linux/amd64 --provenance=false` (Lambda takes a
+# single-platform image manifest).
 #
 #   docker build -t student-worker:0.1.0 .
 #   (see docs/deploy.md for pushing it to ECR)
