@@ -2,6 +2,7 @@
 
 pub mod emulator;
 pub mod history;
+pub mod lambda_api;
 pub mod model;
 pub mod proxy;
 pub mod worker_process;

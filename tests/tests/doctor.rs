@@ -14,8 +14,8 @@ use serde_json::Value;
 use student_worker::commands::doctor::report::Status;
 use student_worker::commands::doctor::resources;
 use student_worker::commands::doctor::{diagnose, preflight};
-use student_worker::config::RunArgs;
 use student_worker::config::RunConfig;
+use student_worker::config::{HandlerArgs, RunArgs};
 use student_worker_tests::emulator::{REGION, sdk_config_with_endpoint};
 use student_worker_tests::proxy::{Fault, FaultProxy, FaultRule};
 use student_worker_tests::world::{World, worker_binary};
@@ -52,8 +52,11 @@ fn text(check: &Value, field: &str) -> String {
 fn run_args(w: &World) -> RunArgs {
     RunArgs {
         queue_url: Some(w.queue_url.clone()),
-        table_name: Some(w.table.clone()),
-        dlq_url: Some(w.dlq_url.clone()),
+        handler: HandlerArgs {
+            table_name: Some(w.table.clone()),
+            dlq_url: Some(w.dlq_url.clone()),
+            ..HandlerArgs::default()
+        },
         ..RunArgs::default()
     }
 }

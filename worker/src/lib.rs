@@ -11,8 +11,8 @@
 //! | [`aws`] | clients, `AwsError` (retry / dead-letter / stop, the one throttling list), batch entries |
 //! | [`observe`] | logging, metrics (a handle passed down), the health file |
 //! | [`handler`] | the message-handling core, no SQS client: decode, group, write with backoff until a deadline the runtime supplies, decide |
-//! | [`runtime`] | what drives the handler and carries its decisions out: the ECS poller (poll → process → write → ack) |
-//! | [`commands`] | `run`, `setup`, `publish`, `doctor`, `dlq`, `healthcheck` |
+//! | [`runtime`] | what drives the handler and carries its decisions out: the ECS poller (poll → process → write → ack), the Lambda function (batch → partial batch response) |
+//! | [`commands`] | `run`, `lambda`, `setup`, `publish`, `doctor`, `dlq`, `healthcheck` |
 //! | [`cli`] | the command line |
 //!
 //! Below all of them, `student_shared`: the event contract, event → item,

@@ -19,6 +19,9 @@ pub const MAX_MESSAGE_ATTRIBUTES: usize = 10;
 /// Work on a message stops this long before its visibility ends, leaving time
 /// to delete it before another consumer may receive it.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+/// A Lambda invocation stops working this long before its deadline, leaving
+/// time to hide deferred messages, forward invalid ones and post the answer.
+pub const LAMBDA_ANSWER_MARGIN: Duration = Duration::from_secs(2);
 /// One DynamoDB write attempt may take this long before it counts as failed
 /// and is retried (the SDK sets no read timeout by default).
 pub const DYNAMODB_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use student_worker::cli::{self, Cli};
 use student_worker::commands::error::CommandError;
 use student_worker::observe::logging::Sink;
@@ -38,13 +37,14 @@ fn main() -> ExitCode {
 }
 
 async fn start() -> ExitCode {
-    let cli = Cli::parse();
-    let sink = match cli.command {
-        cli::Command::Run(_) => Sink::Stdout,
+    let invocation = Cli::parse_args();
+    // The runtimes log to stdout (CloudWatch); commands keep it for their result.
+    let sink = match invocation.command {
+        cli::Command::Run(_) | cli::Command::Lambda(_) => Sink::Stdout,
         _ => Sink::Stderr,
     };
-    student_worker::observe::logging::init(cli.log_format, sink);
-    match cli::dispatch(cli).await {
+    student_worker::observe::logging::init(invocation.log_format, sink);
+    match cli::dispatch(invocation.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => report(&error),
     }

@@ -32,7 +32,7 @@ pub fn region_of(sdk: &SdkConfig) -> String {
     sdk.region().map_or_else(|| "(no region)".to_owned(), ToString::to_string)
 }
 
-/// The clients `run` uses.
+/// The clients the runtimes use.
 #[derive(Debug, Clone)]
 pub struct Clients {
     /// SQS, with the SDK's standard retries on.
@@ -44,14 +44,19 @@ pub struct Clients {
 }
 
 impl Clients {
-    /// Builds the worker's clients from the shared configuration.
+    /// Builds `run`'s clients from the shared configuration.
     ///
     /// Stalled-stream protection is off: it watches the throughput of
     /// request and response bodies, which here are a few KB at most, and its
     /// per-call bookkeeping cost 2-6 % of the CPU per message; a stalled
     /// answer is already cut short by the attempt timeouts below.
     pub fn for_worker(sdk: &SdkConfig, config: &RunConfig) -> Self {
-        let long_poll = Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(0));
+        Self::new(sdk, Duration::from_secs(u64::try_from(config.wait_time_seconds).unwrap_or(0)))
+    }
+
+    /// The handler's clients for a runtime whose receives wait up to
+    /// `long_poll` (zero for Lambda, whose event source mapping receives).
+    pub fn new(sdk: &SdkConfig, long_poll: Duration) -> Self {
         let sqs_timeouts = TimeoutConfig::builder().operation_attempt_timeout(long_poll + SQS_ATTEMPT_SLACK).build();
         let sqs = aws_sdk_sqs::config::Builder::from(sdk)
             .timeout_config(sqs_timeouts)

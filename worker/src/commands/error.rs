@@ -25,6 +25,9 @@ pub enum CommandError {
     /// `run` stopped on a fatal error.
     #[error(transparent)]
     Run(#[from] RunError),
+    /// `lambda` lost the Runtime API.
+    #[error("the Lambda Runtime API failed: {0}")]
+    Lambda(String),
     /// `doctor` found failed checks.
     #[error(transparent)]
     Doctor(#[from] DoctorFailed),

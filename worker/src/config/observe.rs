@@ -131,7 +131,7 @@ fn default_max_age(wait_seconds: i32, visibility_seconds: i32) -> u64 {
     min_max_age(wait_seconds).max(visibility) + HEALTH_MARGIN_SECONDS
 }
 
-fn namespace(value: &Option<String>) -> Result<String, ConfigError> {
+pub(super) fn namespace(value: &Option<String>) -> Result<String, ConfigError> {
     match given(value) {
         None => Ok(DEFAULT_NAMESPACE.to_owned()),
         Some(ns) if ns.len() <= MAX_NAMESPACE_LEN && !ns.starts_with(':') && ns.is_ascii() => Ok(ns.to_owned()),

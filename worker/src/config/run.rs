@@ -5,14 +5,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::error::{ConfigError, boolean, check_url, given, int, required};
+use super::error::{ConfigError, boolean, check_url, int, required};
+use super::handler::{DEFAULT_CONCURRENCY, DEFAULT_MAX_DEFER_SECONDS, HandlerArgs, HandlerConfig};
 use super::observe::{ObserveArgs, ObserveConfig};
 use crate::limits::{
     MAX_BATCH_SIZE, MAX_VISIBILITY_TIMEOUT_SECONDS, MAX_WAIT_TIME_SECONDS, MIN_VISIBILITY_TIMEOUT_SECONDS,
 };
 
-/// `WORKER_CONCURRENCY`'s default.
-pub const DEFAULT_CONCURRENCY: usize = 32;
 /// `SQS_WAIT_TIME_SECONDS`'s default: the longest long poll, so an idle worker makes the fewest calls.
 pub const DEFAULT_WAIT_TIME_SECONDS: i32 = MAX_WAIT_TIME_SECONDS;
 /// `SQS_BATCH_SIZE`'s default: as many as a receive returns.
@@ -25,10 +24,6 @@ pub const DEFAULT_SHUTDOWN_GRACE_SECONDS: u64 = 25;
 pub const MAX_SHUTDOWN_GRACE_SECONDS: u64 = 3600;
 /// Default for how long the heartbeat may keep a message after its receive: 5 minutes.
 pub const DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS: i32 = 300;
-/// Default cap of the deferral ladder (15 minutes): see `handler::decide::defer_seconds`.
-pub const DEFAULT_MAX_DEFER_SECONDS: i32 = 900;
-/// Upper bound on concurrency: far above what one task's connection pool uses well.
-pub const MAX_CONCURRENCY: usize = 4096;
 
 /// `run`'s flags, read as text and validated by [`RunConfig::from_args`] so
 /// that every refusal names the environment variable and what is allowed.
@@ -37,15 +32,9 @@ pub struct RunArgs {
     /// Source queue URL.
     #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
     pub queue_url: Option<String>,
-    /// DynamoDB table name, e.g. `Students` (docs/setup.md).
-    #[arg(long, env = "DYNAMODB_TABLE_NAME", value_name = "NAME")]
-    pub table_name: Option<String>,
-    /// Dead-letter queue URL: invalid messages are forwarded here at once.
-    #[arg(long, env = "SQS_DLQ_URL", value_name = "URL")]
-    pub dlq_url: Option<String>,
-    /// Messages processed at once, 1–4096 [default: 32].
-    #[arg(long, env = "WORKER_CONCURRENCY", value_name = "N")]
-    pub concurrency: Option<String>,
+    /// The table, the DLQ, concurrency and the deferral cap (shared with `lambda`).
+    #[command(flatten)]
+    pub handler: HandlerArgs,
     /// Long-poll wait, 0–20 [default: 20].
     #[arg(long, env = "SQS_WAIT_TIME_SECONDS", value_name = "SECONDS")]
     pub wait_time_seconds: Option<String>,
@@ -58,9 +47,6 @@ pub struct RunArgs {
     /// The visibility heartbeat keeps a message invisible at most this long after its receive; 0: off [default: 300].
     #[arg(long, env = "WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", value_name = "SECONDS")]
     pub max_visibility_extension_seconds: Option<String>,
-    /// Longest a deferred patch is hidden before it comes back, 1–43200 [default: 900].
-    #[arg(long, env = "WORKER_MAX_DEFER_SECONDS", value_name = "SECONDS")]
-    pub max_defer_seconds: Option<String>,
     /// Drain budget after SIGTERM, below ECS `stopTimeout` [default: 25].
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
@@ -126,17 +112,11 @@ impl RunConfig {
     pub fn from_args(args: &RunArgs) -> Result<Self, ConfigError> {
         let queue_url = required(&args.queue_url, "SQS_QUEUE_URL", "queue-url", "the source queue's URL")?;
         check_url(&queue_url, "SQS_QUEUE_URL", "queue-url")?;
-        let table_name =
-            required(&args.table_name, "DYNAMODB_TABLE_NAME", "table-name", "the table name, e.g. Students")?;
-        check_table_name(&table_name)?;
-        let dlq_url = given(&args.dlq_url).map(str::to_owned);
-        if let Some(url) = &dlq_url {
-            check_url(url, "SQS_DLQ_URL", "dlq-url")?;
-        }
-        let mut c = Self::new(queue_url, table_name);
-        c.dlq_url = dlq_url;
-        c.concurrency =
-            int(&args.concurrency, "WORKER_CONCURRENCY", "concurrency", 1, MAX_CONCURRENCY, DEFAULT_CONCURRENCY)?;
+        let handler = HandlerConfig::from_args(&args.handler)?;
+        let mut c = Self::new(queue_url, handler.table_name);
+        c.dlq_url = handler.dlq_url;
+        c.concurrency = handler.concurrency;
+        c.max_defer_seconds = handler.max_defer_seconds;
         c.wait_time_seconds = int(
             &args.wait_time_seconds,
             "SQS_WAIT_TIME_SECONDS",
@@ -155,14 +135,6 @@ impl RunConfig {
             DEFAULT_VISIBILITY_TIMEOUT_SECONDS,
         )?;
         c.max_visibility_extension_seconds = max_extension(args, c.visibility_timeout_seconds)?;
-        c.max_defer_seconds = int(
-            &args.max_defer_seconds,
-            "WORKER_MAX_DEFER_SECONDS",
-            "max-defer-seconds",
-            1,
-            MAX_VISIBILITY_TIMEOUT_SECONDS,
-            DEFAULT_MAX_DEFER_SECONDS,
-        )?;
         c.shutdown_grace_seconds = int(
             &args.shutdown_grace_seconds,
             "WORKER_SHUTDOWN_GRACE_SECONDS",
@@ -212,20 +184,6 @@ fn max_extension(args: &RunArgs, visibility: i32) -> Result<i32, ConfigError> {
     Ok(value)
 }
 
-/// DynamoDB table names: 3–255 of `[A-Za-z0-9_.-]`.
-fn check_table_name(name: &str) -> Result<(), ConfigError> {
-    let ok_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if ok_chars && (3..=255).contains(&name.len()) {
-        return Ok(());
-    }
-    Err(ConfigError {
-        variable: "DYNAMODB_TABLE_NAME",
-        flag: "table-name",
-        problem: format!("is {name:?}, not a valid table name"),
-        fix: "use 3–255 characters of A-Z a-z 0-9 _ - . (docs/setup.md creates Students)".into(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,7 +191,7 @@ mod tests {
     fn args() -> RunArgs {
         RunArgs {
             queue_url: Some("http://127.0.0.1:5000/123456789012/students".into()),
-            table_name: Some("Students".into()),
+            handler: HandlerArgs { table_name: Some("Students".into()), ..HandlerArgs::default() },
             ..RunArgs::default()
         }
     }
@@ -286,19 +244,19 @@ mod tests {
         let e = RunConfig::from_args(&a).expect_err("required");
         assert!(e.to_string().starts_with("SQS_QUEUE_URL (--queue-url) is not set; set SQS_QUEUE_URL"), "{e}");
         let mut a = args();
-        a.table_name = Some("x".into());
+        a.handler.table_name = Some("x".into());
         assert_eq!(RunConfig::from_args(&a).expect_err("short").variable, "DYNAMODB_TABLE_NAME");
         let mut a = args();
-        a.concurrency = Some("0".into());
+        a.handler.concurrency = Some("0".into());
         assert_eq!(RunConfig::from_args(&a).expect_err("zero").variable, "WORKER_CONCURRENCY");
         let mut a = args();
-        a.max_defer_seconds = Some("0".into());
+        a.handler.max_defer_seconds = Some("0".into());
         let e = RunConfig::from_args(&a).expect_err("a deferral hides the patch");
         assert_eq!(
             e.to_string(),
             r#"WORKER_MAX_DEFER_SECONDS (--max-defer-seconds) is "0"; expected an integer from 1 to 43200 (default 900)"#
         );
-        a.max_defer_seconds = Some("16".into());
+        a.handler.max_defer_seconds = Some("16".into());
         assert_eq!(RunConfig::from_args(&a).expect("in range").max_defer_seconds, 16);
     }
 

@@ -110,7 +110,7 @@ mod tests {
 
     use super::*;
     use crate::aws::Kind;
-    use crate::config::run::DEFAULT_MAX_DEFER_SECONDS;
+    use crate::config::handler::DEFAULT_MAX_DEFER_SECONDS;
 
     fn patch(version: u64) -> StudentEvent {
         let body = format!(

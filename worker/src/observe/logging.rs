@@ -45,7 +45,9 @@ pub fn init(format: LogFormat, sink: Sink) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(terminal);
     // A second init (tests run several workers in one process) is harmless.
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        // The current span carries context such as a Lambda invocation's
+        // `request_id` (as `span.request_id`); the ECS runtime opens none.
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
     };
 }

@@ -113,9 +113,9 @@ fn configuration(args: &RunArgs) -> (Check, Targets) {
         Err(e) => {
             let given = |v: &Option<String>| v.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
             let targets = Targets {
-                table: given(&args.table_name),
+                table: given(&args.handler.table_name),
                 queue: given(&args.queue_url),
-                dlq: given(&args.dlq_url),
+                dlq: given(&args.handler.dlq_url),
                 visibility_seconds: given(&args.visibility_timeout_seconds)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECONDS),

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::fatal::FatalSlot;
 use crate::aws::Resource;
 use crate::aws::entries::{delete_entries, visibility_entries};
 use crate::limits::{ACK_FLUSH_INTERVAL, MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT};
 use crate::observe::Metrics;
+use crate::runtime::fatal::FatalSlot;
 
 /// What to do with a message on the source queue.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,6 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fatal::FatalSlot;
 use super::poll::Received;
 use crate::aws::entries::visibility_entries;
 use crate::aws::{Action, AwsError, Resource};
@@ -24,6 +23,7 @@ use crate::limits::{
     DEADLINE_MARGIN, EXTEND_LEAD, HEARTBEAT_CALL_TIMEOUT, HEARTBEAT_TICK, MAX_BATCH_ENTRIES, MAX_CALLS_IN_FLIGHT,
 };
 use crate::observe::Metrics;
+use crate::runtime::fatal::FatalSlot;
 
 /// One received message's visibility, as this worker knows it.
 #[derive(Debug)]

@@ -2,10 +2,9 @@
 //! each message's visibility extended while it is worked on ([`heartbeat`]),
 //! hand batches to the handler, carry its decisions out ([`settle`]) as
 //! batched deletes and visibility changes ([`ack`]) and DLQ sends, stop on a
-//! fatal error ([`fatal`]), and drain on shutdown ([`run`]).
+//! fatal error, and drain on shutdown ([`run`]).
 
 pub mod ack;
-pub mod fatal;
 pub mod heartbeat;
 pub mod poll;
 pub mod run;

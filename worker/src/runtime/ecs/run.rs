@@ -14,7 +14,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::ack::{self, Ack, AckStats};
-use super::fatal::FatalSlot;
 use super::heartbeat::{self, Heartbeat, HeartbeatStats, Policy, Target};
 use super::poll::{Poller, Received};
 use super::settle::Settler;
@@ -25,6 +24,7 @@ use crate::handler::{Handler, Work};
 use crate::limits::{ACK_FLUSH_INTERVAL, LATE_ARRIVAL_WINDOW};
 use crate::observe::{Metrics, Observer};
 use crate::runtime::deadletter::DeadLetterQueue;
+use crate::runtime::fatal::FatalSlot;
 
 /// Pause after an empty short poll (`SQS_WAIT_TIME_SECONDS=0`).
 const EMPTY_SHORT_POLL_PAUSE: Duration = Duration::from_secs(1);

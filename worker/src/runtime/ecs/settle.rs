@@ -10,10 +10,10 @@ use std::sync::Arc;
 use student_shared::{ContractError, Outcome};
 
 use super::ack::{Ack, AckSender};
-use super::fatal::FatalSlot;
 use super::heartbeat::Lease;
 use crate::handler::{Decision, Settle, Work};
 use crate::runtime::deadletter::DeadLetterQueue;
+use crate::runtime::fatal::FatalSlot;
 
 /// What the ECS runtime does with a message once the handler has decided.
 #[derive(Debug)]

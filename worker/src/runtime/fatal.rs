@@ -1,8 +1,8 @@
-//! The first fatal error of a run, and the stop it causes. Lifecycle: the
-//! run creates one slot with its two tokens; whoever meets a fatal error
-//! (the settler, the acker, the heartbeat, the receive loop) sets it, which
-//! stops new receives and releases in-flight work; the run takes the error
-//! at the end and exits with it.
+//! The first fatal error of a run (ECS) or an invocation (Lambda), and the
+//! stop it causes. Lifecycle: the runtime creates one slot with its two
+//! tokens; whoever meets a fatal error (a settler, the acker, the heartbeat,
+//! the receive loop) sets it, which stops new receives and releases in-flight
+//! work; the runtime takes the error at the end and fails with it.
 
 use std::sync::{Arc, Mutex};
 
