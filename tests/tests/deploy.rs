@@ -787,3 +787,90 @@ fn placeholder_helper_leaves_nothing_to_fill() {
         assert!(!text.contains("${"), "{path} has an unknown placeholder");
     }
 }
+
+// ----------------------------------------------------------- Lambda role IAM
+
+/// (action, resource name) pairs the Lambda template's role allows, its
+/// parameters resolved as this test's world names them.
+fn lambda_role_allows() -> BTreeSet<(String, String)> {
+    let template = json_file("deploy/student-worker-lambda.cfn.json");
+    let role = &template["Resources"]["LambdaRole"]["Properties"];
+    let policies = role["Policies"].as_array().expect("the role's inline policies");
+    let resource = |value: &Value| -> String {
+        match (value.get("Ref"), value.get("Fn::Sub"), value.get("Fn::GetAtt")) {
+            (Some(r), _, _) if r == "QueueArn" => "students".into(),
+            (Some(r), _, _) if r == "DlqArn" => "students-dlq".into(),
+            (_, Some(sub), _) if sub.as_str().is_some_and(|s| s.ends_with(":table/${TableName}")) => "Students".into(),
+            (_, _, Some(att)) if att == &json!(["LambdaLogGroup", "Arn"]) => "log-group".into(),
+            _ => panic!("a resource this test does not resolve: {value}"),
+        }
+    };
+    let mut out = BTreeSet::new();
+    for policy in policies {
+        for statement in policy["PolicyDocument"]["Statement"].as_array().expect("Statement") {
+            assert_eq!(statement["Effect"], "Allow", "{statement}");
+            let actions: Vec<&str> = match &statement["Action"] {
+                Value::String(s) => vec![s.as_str()],
+                Value::Array(a) => a.iter().map(|s| s.as_str().expect("action")).collect(),
+                other => panic!("Action: {other}"),
+            };
+            for action in actions {
+                out.insert((action.to_owned(), resource(&statement["Resource"])));
+            }
+        }
+    }
+    out
+}
+
+/// Every path of the Lambda handler that calls AWS, through the real binary
+/// and a local Runtime API: writes of each kind, a duplicate, a deferred
+/// patch (its visibility change), an invalid message dead-lettered.
+async fn record_lambda(w: &World) -> BTreeSet<(String, String)> {
+    use student_worker_tests::lambda_api::{FunctionProcess, RuntimeApi, delete_unreported, receive_event};
+    let events = [
+        r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#,
+        r#"{"type":"StudentPatched","eventId":"e2","studentId":"101","version":2,"student":{"grade":3}}"#,
+        r#"{"type":"StudentDeleted","eventId":"e3","studentId":"102","version":1}"#,
+        r#"{"type":"StudentPatched","eventId":"e4","studentId":"103","version":5,"student":{"grade":1}}"#,
+        "not json",
+    ];
+    w.send(&events.map(str::to_owned)).await;
+    let api = RuntimeApi::start().await;
+    let env =
+        [("AWS_SDK_UA_APP_ID", APP_ID), ("DYNAMODB_TABLE_NAME", w.table.as_str()), ("SQS_DLQ_URL", w.dlq_url.as_str())];
+    let function = FunctionProcess::spawn(&api, &w.emulator.endpoint, &["lambda"], &env);
+    let called = recording(w, async {
+        let (event, received) = receive_event(&w.sqs, &w.queue_url, events.len(), 60).await;
+        assert_eq!(received.len(), events.len());
+        let answer = api.invoke(event, std::time::Duration::from_secs(60)).await;
+        assert_eq!(answer.failures().len(), 1, "the orphan patch: {answer:?}");
+        delete_unreported(&w.sqs, &w.queue_url, &received, &answer).await;
+    })
+    .await;
+    function.stop().await;
+    called
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lambda_role_allows_exactly_the_handler_s_calls_the_mapping_s_polling_and_its_logs() {
+    let w = World::new().await;
+    let called = record_lambda(&w).await;
+    let handler = pairs(&[
+        ("dynamodb:PutItem", "Students"),
+        ("dynamodb:UpdateItem", "Students"),
+        ("sqs:ChangeMessageVisibility", "students"),
+        ("sqs:SendMessage", "students-dlq"),
+    ]);
+    assert_eq!(called, handler, "the scenario exercises every call of the handler on Lambda");
+    // The event source mapping polls and deletes with the function's role;
+    // Lambda writes the function's logs with it.
+    let platform = pairs(&[
+        ("sqs:ReceiveMessage", "students"),
+        ("sqs:DeleteMessage", "students"),
+        ("sqs:GetQueueAttributes", "students"),
+        ("logs:CreateLogStream", "log-group"),
+        ("logs:PutLogEvents", "log-group"),
+    ]);
+    let expected: BTreeSet<_> = handler.union(&platform).cloned().collect();
+    assert_eq!(lambda_role_allows(), expected, "the role holds exactly these");
+}
