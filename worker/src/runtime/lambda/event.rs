@@ -65,7 +65,9 @@ pub fn queue_url_from_arn(arn: &str) -> Option<String> {
 pub fn source_queue(records: &[SqsMessage]) -> Result<Option<String>, EventError> {
     let mut queue: Option<String> = None;
     for (index, record) in records.iter().enumerate() {
-        let message_id = record.message_id.clone().ok_or(EventError::NoMessageId { index })?;
+        // An empty id would fail the whole batch response: refuse it here, once.
+        let message_id =
+            record.message_id.clone().filter(|id| !id.is_empty()).ok_or(EventError::NoMessageId { index })?;
         let arn = record.event_source_arn.clone().unwrap_or_default();
         let url = queue_url_from_arn(&arn).ok_or(EventError::NotAQueue { message_id, arn })?;
         match &queue {
@@ -151,6 +153,10 @@ mod tests {
             Err(EventError::TwoQueues { .. })
         ));
         assert_eq!(source_queue(&[record(None, a)]), Err(EventError::NoMessageId { index: 0 }));
+        assert_eq!(
+            source_queue(&[record(Some("1"), a), record(Some(""), a)]),
+            Err(EventError::NoMessageId { index: 1 })
+        );
         assert!(matches!(source_queue(&[record(Some("1"), "x")]), Err(EventError::NotAQueue { .. })));
     }
 
