@@ -17,6 +17,7 @@
 //! | fault | DynamoDB (`DynamoDB_20120810.*`) | SQS (`AmazonSQS.*`, query-compatible) |
 //! | --- | --- | --- |
 //! | [`Fault::Throttle`] | 400 `ProvisionedThroughputExceededException` | (same body) |
+//! | [`Fault::ThrottleWithReason`] | the same, with `ThrottlingReasons` | (same body) |
 //! | [`Fault::ThrottlingException`] | 400 `ThrottlingException` | 400 `ThrottlingException` |
 //! | [`Fault::AccessDenied`] | 400 `AccessDeniedException` | 403 `AccessDenied` |
 //! | [`Fault::ServiceUnavailable`] | 503 `ServiceUnavailable` | 503 `ServiceUnavailable` |
@@ -92,6 +93,11 @@ pub enum Fault {
     /// DynamoDB throttling: HTTP 400
     /// `ProvisionedThroughputExceededException`. Not forwarded.
     Throttle,
+    /// DynamoDB throttling with its cause: HTTP 400
+    /// `ProvisionedThroughputExceededException` whose body lists the reason
+    /// in `ThrottlingReasons` (e.g. `TableWriteKeyRangeThroughputExceeded`
+    /// for a hot partition). Not forwarded.
+    ThrottleWithReason(&'static str),
     /// Generic throttling: HTTP 400 `ThrottlingException` (for SQS with the
     /// `x-amzn-query-error: ThrottlingException;Sender` header). Not forwarded.
     ThrottlingException,
@@ -133,6 +139,7 @@ impl Fault {
     pub fn name(&self) -> &'static str {
         match self {
             Fault::Throttle => "Throttle",
+            Fault::ThrottleWithReason(_) => "ThrottleWithReason",
             Fault::ThrottlingException => "ThrottlingException",
             Fault::AccessDenied => "AccessDenied",
             Fault::ServiceUnavailable => "ServiceUnavailable",
@@ -585,7 +592,7 @@ fn plain(status: StatusCode, message: String) -> Response<Full<Bytes>> {
 fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<Bytes>> {
     // (HTTP status, `__type`, SQS query-compatible "code;type" header)
     let (status, error_type, query_error) = match (fault, sqs) {
-        (Fault::Throttle, _) => {
+        (Fault::Throttle | Fault::ThrottleWithReason(_), _) => {
             (StatusCode::BAD_REQUEST, "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException", None)
         }
         (Fault::ThrottlingException, false) => {
@@ -629,10 +636,13 @@ fn error_response(fault: &Fault, sqs: bool, operation: &str) -> Response<Full<By
             (StatusCode::INTERNAL_SERVER_ERROR, "com.amazonaws.sqs#InternalError", Some("InternalError;Receiver"))
         }
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "__type": error_type,
         "message": format!("injected by the test FaultProxy ({fault:?} on {operation})"),
     });
+    if let Fault::ThrottleWithReason(reason) = fault {
+        body["ThrottlingReasons"] = serde_json::json!([{"reason": reason, "resource": "arn:aws:dynamodb:ap-northeast-2:123456789012:table/Students"}]);
+    }
     let mut resp = json_response(status, &body);
     if let Some(query_error) = query_error {
         resp.headers_mut().insert("x-amzn-query-error", HeaderValue::from_static(query_error));

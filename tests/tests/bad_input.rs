@@ -77,13 +77,13 @@ async fn an_item_over_400_kb_is_rejected_once_not_retried_and_not_fatal() {
     let writer = writer(&w);
     // Only a hand-made event can be this big: the contract caps `name` at 256 characters.
     let huge = StudentRecord { name: "x".repeat(MAX_ITEM_BYTES + 10_000), ..StudentRecord::default() };
-    let put = writer.write(&upsert_event("big", 1, huge), &far_deadline()).await;
+    let put = writer.write(&upsert_event("big", 1, huge), &far_deadline()).await.retried;
     assert_rejected(&put.result, put.attempts);
     assert!(w.table().await.is_empty());
 
     // An UpdateItem that would grow a stored item past the limit: the same.
     let big = StudentRecord { name: "y".repeat(MAX_ITEM_BYTES / 2), ..StudentRecord::default() };
-    let stored = writer.write(&upsert_event("grows", 1, big), &far_deadline()).await;
+    let stored = writer.write(&upsert_event("grows", 1, big), &far_deadline()).await.retried;
     assert_eq!(stored.result.expect("half the limit fits"), Written::Applied);
     let patch = StudentEvent {
         kind: EventKind::StudentPatched,
@@ -93,7 +93,7 @@ async fn an_item_over_400_kb_is_rejected_once_not_retried_and_not_fatal() {
         occurred_at: None,
         change: Change::Patch(StudentPatch { name: Some("z".repeat(MAX_ITEM_BYTES)), ..StudentPatch::default() }),
     };
-    let update = writer.write(&patch, &far_deadline()).await;
+    let update = writer.write(&patch, &far_deadline()).await.retried;
     assert_rejected(&update.result, update.attempts);
     // Not checked: the stored item afterwards. moto 5.2.5 applies the SET
     // actions before the one that overflows (Version 2 with the old Name);
@@ -117,7 +117,7 @@ async fn the_largest_valid_event_fits_in_an_item() {
     .to_string();
     assert!(body.len() < MAX_ITEM_BYTES / 20, "{} bytes: the contract keeps items far below 400 KB", body.len());
     let event = decode(body.as_bytes()).expect("the largest valid event").event;
-    let written = writer(&w).write(&event, &far_deadline()).await;
+    let written = writer(&w).write(&event, &far_deadline()).await.retried;
     assert_eq!(written.result.expect("stored"), Written::Applied);
 }
 

@@ -176,8 +176,21 @@ fn emf_documents(stdout: &[u8]) -> Vec<Value> {
     documents
 }
 
+/// The sum of `metric` over the documents by `QueueName` alone (the
+/// per-reason `Throttles` documents count the same throttles again).
 fn sum(documents: &[Value], metric: &str) -> u64 {
-    documents.iter().map(|d| d[metric].as_u64().unwrap_or(0)).sum()
+    documents.iter().filter(|d| d.get("Reason").is_none()).map(|d| d[metric].as_u64().unwrap_or(0)).sum()
+}
+
+/// `Throttles` by `Reason`, summed over the per-reason documents.
+fn throttles_by_reason(documents: &[Value]) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for d in documents.iter().filter(|d| d.get("Reason").is_some()) {
+        assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], serde_json::json!([["QueueName", "Reason"]]));
+        *out.entry(d["Reason"].as_str().expect("Reason").to_owned()).or_default() +=
+            d["Throttles"].as_u64().expect("Throttles");
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -215,7 +228,7 @@ async fn the_worker_writes_emf_metrics_to_stdout_that_add_up_to_its_outcomes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throttles_and_write_retries_are_counted_as_they_happen() {
+async fn throttles_are_counted_by_reason_and_logged_with_the_message_as_they_happen() {
     let w = World::new().await;
     let proxy = FaultProxy::start(&w.emulator.endpoint).await;
     let health = health_file("metrics-throttles");
@@ -234,7 +247,9 @@ async fn throttles_and_write_retries_are_counted_as_they_happen() {
         assert!(started.elapsed() < PATIENCE, "the worker never received");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    proxy.inject(FaultRule::new("PutItem", Fault::Throttle).times(3));
+    // A hot key twice (DynamoDB names the reason), then a throttle that names none.
+    proxy.inject(FaultRule::new("PutItem", Fault::ThrottleWithReason("TableWriteKeyRangeThroughputExceeded")).times(2));
+    proxy.inject(FaultRule::new("PutItem", Fault::Throttle).times(1));
     w.send(&[r#"{"type":"StudentUpserted","eventId":"e1","studentId":"101","version":1,"student":{"name":"Alice"}}"#
         .to_owned()])
         .await;
@@ -250,5 +265,16 @@ async fn throttles_and_write_retries_are_counted_as_they_happen() {
     assert_eq!(sum(&documents, "Throttles"), 3, "DynamoDB has no SDK retries: the worker sees each throttle");
     assert_eq!(sum(&documents, "WriteRetries"), 3);
     assert_eq!(sum(&documents, "MessagesApplied"), 1);
+    let by_reason = throttles_by_reason(&documents);
+    assert_eq!(by_reason.get("TableWriteKeyRangeThroughputExceeded"), Some(&2), "{by_reason:?}");
+    assert_eq!(by_reason.get("Unspecified"), Some(&1), "{by_reason:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let outcome = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "message")
+        .expect("an outcome line");
+    assert_eq!(outcome["outcome"], "applied");
+    assert_eq!(outcome["throttle_reasons"], "TableWriteKeyRangeThroughputExceeded,Unspecified", "{outcome}");
     let _ = std::fs::remove_file(health);
 }

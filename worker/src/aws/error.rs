@@ -5,8 +5,10 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 
 use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 /// What the worker does with a failure.
@@ -65,9 +67,12 @@ pub struct AwsError {
     /// The region the SDK used.
     pub region: String,
     /// The service's error code, e.g. `AccessDeniedException`, when it sent one.
-    pub code: Option<String>,
+    pub code: Option<Box<str>>,
     /// The service's or the SDK's message.
     pub message: String,
+    /// Why DynamoDB throttled the call, when it says (`ThrottlingReasons`,
+    /// e.g. `TableWriteKeyRangeThroughputExceeded`); empty otherwise.
+    pub throttling_reasons: ThrottlingReasons,
 }
 
 impl AwsError {
@@ -77,18 +82,30 @@ impl AwsError {
         E: ProvideErrorMetadata + StdError + 'static,
         R: fmt::Debug + 'static,
     {
-        let code = err.as_service_error().and_then(|e| e.code()).map(str::to_owned);
+        let code: Option<Box<str>> = err.as_service_error().and_then(|e| e.code()).map(Into::into);
         let message = match err.as_service_error() {
             Some(e) => e.message().unwrap_or("no message").to_owned(),
             None => chain(err),
         };
         let kind = match (&code, err) {
-            (Some(code), _) if code == "ValidationException" && names_the_key(&message) => Kind::WrongKeySchema,
+            (Some(code), _) if &**code == "ValidationException" && names_the_key(&message) => Kind::WrongKeySchema,
             (Some(code), _) => kind_of_code(code),
             (None, SdkError::DispatchFailure(_)) if missing_credentials(err) => Kind::NoCredentials,
             _ => Kind::Transient,
         };
-        Self { kind, action, resource: resource.to_owned(), region: region.to_owned(), code, message }
+        let throttling_reasons = match &code {
+            Some(code) if is_throttling(code) => ThrottlingReasons::new(reasons_in(err.raw_response())),
+            _ => ThrottlingReasons::default(),
+        };
+        Self {
+            kind,
+            action,
+            resource: resource.to_owned(),
+            region: region.to_owned(),
+            code,
+            message,
+            throttling_reasons,
+        }
     }
 
     /// Classifies a failure to obtain credentials from the provider chain
@@ -102,12 +119,28 @@ impl AwsError {
             region: region.to_owned(),
             code: None,
             message: chain(err),
+            throttling_reasons: ThrottlingReasons::default(),
         }
     }
 
     /// Retry, dead-letter or stop.
     pub fn action(&self) -> Action {
         self.kind.action()
+    }
+
+    /// Why the call was throttled: DynamoDB's reasons, each once, or
+    /// [`UNSPECIFIED_REASON`] when it named none; empty if it was not throttled.
+    pub fn throttle_causes(&self) -> Vec<String> {
+        if !self.is_throttling() {
+            return Vec::new();
+        }
+        let mut reasons = self.throttling_reasons.as_slice().to_vec();
+        reasons.sort_unstable();
+        reasons.dedup();
+        if reasons.is_empty() {
+            reasons.push(UNSPECIFIED_REASON.to_owned());
+        }
+        reasons
     }
 
     /// Whether the service throttled the call: [`THROTTLING_CODES`]. The
@@ -162,6 +195,7 @@ impl Resource {
     /// A failure outside a service answer (a request builder, a waiter), as `kind`.
     pub fn local_error(&self, kind: Kind, action: &'static str, e: impl fmt::Display) -> AwsError {
         AwsError {
+            throttling_reasons: ThrottlingReasons::default(),
             kind,
             action,
             resource: self.name.clone(),
@@ -170,6 +204,46 @@ impl Resource {
             message: e.to_string(),
         }
     }
+}
+
+/// DynamoDB's throttling reasons for one call, behind one pointer, so that an
+/// [`AwsError`] stays small (errors travel in `Result`s everywhere).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ThrottlingReasons(Option<Arc<Vec<String>>>);
+
+impl ThrottlingReasons {
+    /// The reasons given (none: empty).
+    pub fn new(reasons: Vec<String>) -> Self {
+        Self((!reasons.is_empty()).then(|| Arc::new(reasons)))
+    }
+
+    /// The reasons, in the order given.
+    pub fn as_slice(&self) -> &[String] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The reason counted for a throttle whose error names none.
+pub const UNSPECIFIED_REASON: &str = "Unspecified";
+
+/// The throttling reasons in a raw answer's JSON body: DynamoDB lists them as
+/// `ThrottlingReasons` (or `throttlingReasons`), each with a `reason`.
+fn reasons_in<R: 'static>(raw: Option<&R>) -> Vec<String> {
+    let body =
+        raw.and_then(|r| (r as &dyn std::any::Any).downcast_ref::<HttpResponse>()).and_then(|r| r.body().bytes());
+    body.map(throttling_reasons).unwrap_or_default()
+}
+
+/// The `reason` of each entry of the `ThrottlingReasons` list of an error body.
+pub fn throttling_reasons(body: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+    let list = value.get("ThrottlingReasons").or_else(|| value.get("throttlingReasons"));
+    let entries = list.and_then(serde_json::Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    entries
+        .iter()
+        .filter_map(|e| e.get("reason").or_else(|| e.get("Reason")).and_then(serde_json::Value::as_str))
+        .map(str::to_owned)
+        .collect()
 }
 
 // Display is implemented in `super::explain`, where the wording lives.
@@ -254,6 +328,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn throttling_reasons_are_read_in_either_spelling() {
+        let upper = br#"{"__type":"x#ProvisionedThroughputExceededException","message":"m","ThrottlingReasons":[{"reason":"TableWriteKeyRangeThroughputExceeded","resource":"arn:aws:dynamodb:r:1:table/Students"},{"reason":"TableWriteProvisionedThroughputExceeded"}]}"#;
+        assert_eq!(
+            throttling_reasons(upper),
+            ["TableWriteKeyRangeThroughputExceeded", "TableWriteProvisionedThroughputExceeded"]
+        );
+        let lower = br#"{"__type":"x#ThrottlingException","throttlingReasons":[{"reason":"AccountWriteThroughputLimitExceeded"}]}"#;
+        assert_eq!(throttling_reasons(lower), ["AccountWriteThroughputLimitExceeded"]);
+        assert!(throttling_reasons(br#"{"__type":"x#ThrottlingException"}"#).is_empty());
+        assert!(throttling_reasons(b"not json").is_empty());
+    }
+
+    #[test]
     fn codes_map_to_actions() {
         assert_eq!(kind_of_code("AccessDeniedException").action(), Action::Stop);
         assert_eq!(kind_of_code("ResourceNotFoundException").action(), Action::Stop);
@@ -269,6 +356,7 @@ mod tests {
     #[test]
     fn one_list_says_what_a_throttle_is() {
         let with_code = |code: &str| AwsError {
+            throttling_reasons: ThrottlingReasons::default(),
             kind: kind_of_code(code),
             action: "dynamodb:PutItem",
             resource: "table Students".into(),
@@ -292,6 +380,7 @@ mod tests {
     #[test]
     fn fatal_message_says_cause_and_fix() {
         let e = AwsError {
+            throttling_reasons: ThrottlingReasons::default(),
             kind: Kind::AccessDenied,
             action: "dynamodb:PutItem",
             resource: "table Students".into(),

@@ -160,6 +160,7 @@ mod tests {
 
     fn error(kind: Kind, code: &str, action: &'static str, resource: &str) -> AwsError {
         AwsError {
+            throttling_reasons: crate::aws::error::ThrottlingReasons::default(),
             kind,
             action,
             resource: resource.into(),

@@ -121,6 +121,7 @@ mod tests {
 
     fn aws(kind: Kind, code: &str) -> WriteError {
         WriteError::Aws(AwsError {
+            throttling_reasons: crate::aws::error::ThrottlingReasons::default(),
             kind,
             action: "dynamodb:UpdateItem",
             resource: "table Students".into(),

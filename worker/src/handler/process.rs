@@ -20,7 +20,7 @@ use super::decide::{Decision, decide};
 use super::group::Grouping;
 use super::message::{Deadline, Work};
 use super::retry::Retried;
-use super::write::{WriteError, Writer, Written};
+use super::write::{WriteError, WriteReport, Writer, Written};
 use crate::observe::Metrics;
 
 /// How a runtime carries out a decision: the ECS poller with deletes,
@@ -52,6 +52,15 @@ pub struct Handled {
     pub decision: Decision,
     /// DynamoDB write attempts made.
     pub attempts: u32,
+    /// Why DynamoDB throttled them, each reason once (empty: never throttled).
+    pub throttle_reasons: Vec<String>,
+}
+
+impl Handled {
+    /// A decision taken without a write.
+    pub fn without_write(decision: Decision) -> Self {
+        Self { decision, attempts: 0, throttle_reasons: Vec::new() }
+    }
 }
 
 impl Handler {
@@ -88,7 +97,7 @@ impl Handler {
         while let Some(work) = works.next() {
             let handled = tokio::select! {
                 biased;
-                () = abort.cancelled() => Handled { decision: Decision::Release, attempts: 0 },
+                () = abort.cancelled() => Handled::without_write(Decision::Release),
                 handled = self.handle(&work) => handled,
             };
             let outcome = self.finish(settler, &work, handled).await;
@@ -98,7 +107,7 @@ impl Handler {
                     tracing::info!(message_id = %work.message.message_id, group_id = work.message.group_id.as_deref().unwrap_or(""), released = rest.len(), "FIFO group held: its later messages are released to keep their order");
                 }
                 for later in rest {
-                    self.finish(settler, &later, Handled { decision: Decision::Release, attempts: 0 }).await;
+                    self.finish(settler, &later, Handled::without_write(Decision::Release)).await;
                 }
             }
         }
@@ -108,18 +117,18 @@ impl Handler {
     pub async fn handle<L: Deadline>(&self, work: &Work<L>) -> Handled {
         let decoded = match &work.decoded {
             Ok(decoded) => decoded,
-            Err(refusal) => return Handled { decision: Decision::DeadLetter(refusal.clone()), attempts: 0 },
+            Err(refusal) => return Handled::without_write(Decision::DeadLetter(refusal.clone())),
         };
         if !decoded.unknown_fields.is_empty() {
             tracing::debug!(message_id = %work.message.message_id, count = decoded.unknown_fields.len(), fields = ?decoded.unknown_fields, "unknown fields ignored");
         }
         let started = StdInstant::now();
-        let written = self.writer.write(&decoded.event, &work.lease).await;
+        let WriteReport { retried, throttle_reasons } = self.writer.write(&decoded.event, &work.lease).await;
         self.metrics.write_latency(started.elapsed());
-        warn_if_unusual(work, decoded, &written);
-        let Retried { result, attempts } = written;
+        warn_if_unusual(work, decoded, &retried);
+        let Retried { result, attempts } = retried;
         let decision = decide(&decoded.event, result, work.message.receive_count, self.max_defer_seconds);
-        Handled { decision, attempts }
+        Handled { decision, attempts, throttle_reasons }
     }
 
     /// Has the runtime carry the decision out, then logs, counts and records the outcome.
@@ -171,6 +180,7 @@ fn log_outcome<L>(work: &Work<L>, handled: &Handled, outcome: Outcome) {
         _ => None,
     };
     let reason = refusal.map(ToString::to_string);
+    let throttled_by = (!handled.throttle_reasons.is_empty()).then(|| handled.throttle_reasons.join(","));
     tracing::info!(
         message_id = %work.message.message_id,
         student_id = event.map_or("", |e| e.student_id.as_str()),
@@ -182,6 +192,7 @@ fn log_outcome<L>(work: &Work<L>, handled: &Handled, outcome: Outcome) {
         receive_count = work.message.receive_count,
         error_code = refusal.map(|r| r.code().as_str()),
         reason = reason.as_deref(),
+        throttle_reasons = throttled_by.as_deref(),
         "message"
     );
 }
@@ -276,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn an_undecodable_message_is_dead_lettered_with_its_code_without_a_write() {
         let h = handler();
-        let Handled { decision, attempts } = h.handle(&poison("1")).await;
+        let Handled { decision, attempts, .. } = h.handle(&poison("1")).await;
         assert!(matches!(decision, Decision::DeadLetter(r) if r.code() == student_shared::ErrorCode::MalformedJson));
         assert_eq!(attempts, 0);
     }

@@ -6,8 +6,8 @@
 //! back whether DynamoDB throttled it. On a failed condition the old item
 //! (`ReturnValuesOnConditionCheckFailure=ALL_OLD`) says why, without a read.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -117,15 +117,20 @@ impl Writer {
 
     /// Applies `event`, retrying transient failures while a whole attempt
     /// still fits before the lease's deadline.
-    pub async fn write(&self, event: &StudentEvent, lease: &impl Deadline) -> Retried<Written, WriteError> {
+    pub async fn write(&self, event: &StudentEvent, lease: &impl Deadline) -> WriteReport {
         let plan = match plan_write(event, &now_rfc3339()) {
             Ok(plan) => plan,
-            Err(e) => return Retried { result: Err(e.into()), attempts: 0 },
+            Err(e) => return WriteReport::once(Err(e.into())),
         };
         if Instant::now() >= last_start(lease) {
-            return Retried { result: Err(WriteError::OutOfTime), attempts: 0 };
+            return WriteReport::once(Err(WriteError::OutOfTime));
         }
-        retry::until_deadline(|| last_start(lease), || self.limited_attempt(event, &plan, lease)).await
+        let throttled_by = Mutex::new(BTreeSet::new());
+        let retried =
+            retry::until_deadline(|| last_start(lease), || self.limited_attempt(event, &plan, lease, &throttled_by))
+                .await;
+        let throttle_reasons = throttled_by.into_inner().unwrap_or_else(PoisonError::into_inner).into_iter().collect();
+        WriteReport { retried, throttle_reasons }
     }
 
     /// One attempt within the concurrency limit; waiting for a slot may use
@@ -135,6 +140,7 @@ impl Writer {
         event: &StudentEvent,
         plan: &WritePlan,
         lease: &impl Deadline,
+        throttled_by: &Mutex<BTreeSet<String>>,
     ) -> Result<Written, WriteError> {
         let permit = self.limiter.acquire().await;
         if Instant::now() >= last_start(lease) {
@@ -142,6 +148,13 @@ impl Writer {
             return Err(WriteError::OutOfTime);
         }
         let result = self.attempt(event, plan).await;
+        if let Err(WriteError::Aws(e)) = &result
+            && e.is_throttling()
+        {
+            let reasons = e.throttle_causes();
+            tracing::debug!(student_id = %event.student_id, version = event.version, code = e.code.as_deref(), reasons = %reasons.join(","), "write throttled; retrying while the deadline allows");
+            throttled_by.lock().unwrap_or_else(PoisonError::into_inner).extend(reasons);
+        }
         permit.done(match &result {
             Ok(_) | Err(WriteError::Plan(_)) => Signal::Success,
             Err(WriteError::Aws(e)) if e.is_throttling() => Signal::Throttled,
@@ -174,6 +187,22 @@ impl Writer {
         R: std::fmt::Debug + 'static,
     {
         self.metrics.failed(&self.resource, e, plan.action()).into()
+    }
+}
+
+/// A write's result, its attempts, and why DynamoDB throttled it on the way.
+#[derive(Debug)]
+pub struct WriteReport {
+    /// The result and the attempts made.
+    pub retried: Retried<Written, WriteError>,
+    /// DynamoDB's throttling reasons over all attempts, each once
+    /// (`Unspecified` for a throttle that named none); empty if none was throttled.
+    pub throttle_reasons: Vec<String>,
+}
+
+impl WriteReport {
+    fn once(result: Result<Written, WriteError>) -> Self {
+        Self { retried: Retried { result, attempts: 0 }, throttle_reasons: Vec::new() }
     }
 }
 

@@ -12,6 +12,7 @@
 //! them (a 60 s flush overflows at 2 writes/s), while here write latencies are
 //! a uniform sample of at most [`MAX_EMF_VALUES`] per flush.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ use crate::aws::{AwsError, Resource};
 pub const MAX_EMF_VALUES: usize = 100;
 /// The dimension every metric carries: the source queue's name.
 pub const DIMENSION: &str = "QueueName";
+/// The second dimension of `Throttles` by cause: DynamoDB's throttling reason.
+pub const REASON_DIMENSION: &str = "Reason";
 
 /// Lock-free counters and gauges of one worker process.
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub struct Metrics {
     /// Unix milliseconds of the last receive that completed or message that finished.
     last_progress_ms: AtomicU64,
     latencies: Mutex<Reservoir>,
+    /// Throttles by DynamoDB's reason (`Unspecified` when it gives none).
+    throttle_reasons: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -63,6 +68,7 @@ impl Metrics {
             concurrency: AtomicU64::new(0),
             last_progress_ms: AtomicU64::new(0),
             latencies: Mutex::new(Reservoir::new()),
+            throttle_reasons: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -95,9 +101,20 @@ impl Metrics {
     }
 
     fn count(&self, error: &AwsError) {
-        if error.is_throttling() {
-            self.throttles.fetch_add(1, Ordering::Relaxed);
+        let causes = error.throttle_causes();
+        if causes.is_empty() {
+            return;
         }
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut by_reason) = self.throttle_reasons.lock() {
+            for reason in causes {
+                *by_reason.entry(reason).or_default() += 1;
+            }
+        }
+    }
+
+    fn throttle_reasons(&self) -> BTreeMap<String, u64> {
+        self.throttle_reasons.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
     /// A message was forwarded to the DLQ.
@@ -205,13 +222,14 @@ pub struct Emitter {
     namespace: String,
     queue_name: String,
     previous: Totals,
+    previous_reasons: BTreeMap<String, u64>,
 }
 
 impl Emitter {
     /// An emitter whose first document counts what is recorded from now on.
     pub fn new(metrics: Arc<Metrics>, namespace: &str, queue_url: &str) -> Self {
-        let previous = metrics.totals();
-        Self { metrics, namespace: namespace.to_owned(), queue_name: queue_name(queue_url), previous }
+        let (previous, previous_reasons) = (metrics.totals(), metrics.throttle_reasons());
+        Self { metrics, namespace: namespace.to_owned(), queue_name: queue_name(queue_url), previous, previous_reasons }
     }
 
     /// The EMF document for the interval since the previous call.
@@ -235,12 +253,31 @@ impl Emitter {
         if !latencies.is_empty() {
             values.push(("WriteLatency", "Milliseconds", json!(latencies)));
         }
-        self.render(now, values)
+        self.render(now, None, values)
     }
 
-    fn render(&self, now: SystemTime, values: Vec<(&str, &str, Value)>) -> Value {
+    /// One document per throttling reason seen since the previous call:
+    /// `Throttles` by `QueueName` and `Reason` (EMF takes one value per
+    /// dimension per document). A hot student key and a table at its limit
+    /// call for different fixes, so the reasons are counted apart.
+    pub fn reason_documents(&mut self, now: SystemTime) -> Vec<Value> {
+        let totals = self.metrics.throttle_reasons();
+        let previous = std::mem::replace(&mut self.previous_reasons, totals.clone());
+        totals
+            .iter()
+            .map(|(reason, n)| (reason, n - previous.get(reason).copied().unwrap_or(0)))
+            .filter(|(_, delta)| *delta > 0)
+            .map(|(reason, delta)| self.render(now, Some(reason), vec![("Throttles", "Count", json!(delta))]))
+            .collect()
+    }
+
+    fn render(&self, now: SystemTime, reason: Option<&str>, values: Vec<(&str, &str, Value)>) -> Value {
         let definitions: Vec<Value> =
             values.iter().map(|(name, unit, _)| json!({"Name": name, "Unit": unit})).collect();
+        let dimensions = match reason {
+            Some(_) => json!([DIMENSION, REASON_DIMENSION]),
+            None => json!([DIMENSION]),
+        };
         let mut document = Map::new();
         document.insert(
             "_aws".into(),
@@ -248,12 +285,15 @@ impl Emitter {
                 "Timestamp": unix_ms(now),
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [[DIMENSION]],
+                    "Dimensions": [dimensions],
                     "Metrics": definitions,
                 }],
             }),
         );
         document.insert(DIMENSION.into(), json!(self.queue_name));
+        if let Some(reason) = reason {
+            document.insert(REASON_DIMENSION.into(), json!(reason));
+        }
         // A plain field too, so Logs Insights can find these lines: `filter message = "metrics"`.
         document.insert("message".into(), json!("metrics"));
         for (name, _, value) in values {
@@ -262,12 +302,17 @@ impl Emitter {
         Value::Object(document)
     }
 
-    /// Writes one document as one line (a single write, so it never
-    /// interleaves with log lines from other threads).
+    /// Writes the documents, one a line (a single write, so they never
+    /// interleave with log lines from other threads).
     pub fn flush(&mut self, out: &mut impl Write) -> std::io::Result<()> {
-        let mut line = self.document(SystemTime::now()).to_string();
-        line.push('\n');
-        out.write_all(line.as_bytes())?;
+        let now = SystemTime::now();
+        let mut lines = self.document(now).to_string();
+        lines.push('\n');
+        for document in self.reason_documents(now) {
+            lines.push_str(&document.to_string());
+            lines.push('\n');
+        }
+        out.write_all(lines.as_bytes())?;
         out.flush()
     }
 }
@@ -299,10 +344,12 @@ pub fn unix_ms(time: SystemTime) -> u64 {
 mod tests {
     use super::*;
     use crate::aws::Kind;
+    use crate::aws::error::{ThrottlingReasons, UNSPECIFIED_REASON};
     use crate::config::observe::DEFAULT_NAMESPACE;
 
     fn aws_error(code: &str) -> AwsError {
         AwsError {
+            throttling_reasons: crate::aws::error::ThrottlingReasons::default(),
             kind: Kind::Transient,
             action: "dynamodb:PutItem",
             resource: "table Students".into(),
@@ -363,6 +410,34 @@ mod tests {
         assert_eq!(second["MessagesInFlight"], 0, "a gauge: received minus finished");
         assert!(second.get("WriteLatency").is_none(), "no latency sample: no WriteLatency");
         assert!(!metric_names(&second).contains(&"WriteLatency".to_owned()));
+    }
+
+    #[test]
+    fn throttles_are_counted_by_reason_in_their_own_documents() {
+        let metrics = Arc::new(Metrics::new());
+        let mut emitter = Emitter::new(Arc::clone(&metrics), "Test", "http://127.0.0.1:1/123456789012/students");
+        let mut hot = aws_error("ProvisionedThroughputExceededException");
+        hot.throttling_reasons = ThrottlingReasons::new(vec!["TableWriteKeyRangeThroughputExceeded".into()]);
+        metrics.count(&hot);
+        metrics.count(&hot);
+        metrics.count(&aws_error("ThrottlingException"));
+        metrics.count(&aws_error("InternalServerError"));
+        let now = UNIX_EPOCH + Duration::from_secs(10);
+        assert_eq!(emitter.document(now)["Throttles"], 3);
+        let by_reason: Vec<(String, u64)> = emitter
+            .reason_documents(now)
+            .iter()
+            .map(|d| {
+                assert_eq!(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["QueueName", "Reason"]]));
+                assert_eq!(metric_names(d), ["Throttles"]);
+                (d["Reason"].as_str().expect("Reason").to_owned(), d["Throttles"].as_u64().expect("count"))
+            })
+            .collect();
+        assert_eq!(
+            by_reason,
+            [("TableWriteKeyRangeThroughputExceeded".to_owned(), 2), (UNSPECIFIED_REASON.to_owned(), 1)]
+        );
+        assert!(emitter.reason_documents(now).is_empty(), "a delta: nothing new, no document");
     }
 
     #[test]

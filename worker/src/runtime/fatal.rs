@@ -58,6 +58,7 @@ mod tests {
 
     fn error(kind: Kind, message: &str) -> AwsError {
         AwsError {
+            throttling_reasons: crate::aws::error::ThrottlingReasons::default(),
             kind,
             action: "sqs:DeleteMessageBatch",
             resource: "queue q".into(),

@@ -111,6 +111,7 @@ mod tests {
         assert_eq!(ack(Decision::Release), (Some(Ack::Visibility("r".into(), 0)), Outcome::Released));
         assert_eq!(ack(Decision::Retry), (None, Outcome::Retry), "a retry is left to its visibility timeout");
         let fatal = AwsError {
+            throttling_reasons: crate::aws::error::ThrottlingReasons::default(),
             kind: Kind::AccessDenied,
             action: "dynamodb:PutItem",
             resource: "table Students".into(),
