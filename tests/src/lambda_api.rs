@@ -261,6 +261,7 @@ pub async fn receive_event(
             .wait_time_seconds(0)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
             .expect("receive");

@@ -270,3 +270,40 @@ async fn outside_lambda_the_command_says_what_is_missing() {
         .expect("run the binary");
     assert_eq!(out.status.code(), Some(2), "no subcommand outside Lambda is a usage error");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_message_keeps_its_trace_in_the_log_and_in_the_dlq() {
+    use aws_sdk_sqs::types::{
+        MessageSystemAttributeName, MessageSystemAttributeNameForSends, MessageSystemAttributeValue,
+    };
+    let w = World::new().await;
+    let api = RuntimeApi::start().await;
+    let f = function(&api, &w, &w.emulator.endpoint, &["lambda"], true);
+    let header = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+    let value = MessageSystemAttributeValue::builder().data_type("String").string_value(header).build().expect("value");
+    w.sqs
+        .send_message()
+        .queue_url(&w.queue_url)
+        .message_body("not json")
+        .message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, value)
+        .send()
+        .await
+        .expect("send");
+    let (answer, ids) = invoke(&w, &api, 1, BUDGET).await;
+    assert_eq!(answer.failures(), Vec::<String>::new(), "dead-lettered, not reported");
+    let dead = w
+        .sqs
+        .receive_message()
+        .queue_url(&w.dlq_url)
+        .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
+        .send()
+        .await
+        .expect("receive the dead letter")
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    let kept = dead[0].attributes.as_ref().and_then(|a| a.get(&MessageSystemAttributeName::AwsTraceHeader));
+    assert_eq!(kept.map(String::as_str), Some(header));
+    let ended = f.stop().await;
+    assert_eq!(ended.outcome_of(&ids[0].1)["trace_id"], "1-5759e988-bd862e3fe1be46a994272793");
+}

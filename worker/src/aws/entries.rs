@@ -1,8 +1,11 @@
-//! The entries of SQS's batch calls, built in one place. Each entry's id is
-//! its index in the call, so an answer's `successful` and `failed` lists map
-//! back to what was sent.
+//! What SQS sends are built from, in one place: the entries of the batch
+//! calls (each entry's id is its index in the call, so an answer's
+//! `successful` and `failed` lists map back to what was sent), and the trace
+//! header a moved message keeps.
 
-use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, MessageSystemAttributeValue,
+};
 
 /// `ChangeMessageVisibilityBatch` entries: each receipt handle with its new
 /// visibility timeout in seconds (0: visible at once).
@@ -32,6 +35,12 @@ pub fn delete_entries<'a>(receipt_handles: impl IntoIterator<Item = &'a str>) ->
             DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt_handle).build().ok()
         })
         .collect()
+}
+
+/// An `AWSTraceHeader` as the system attribute a send carries, so a message
+/// moved to another queue (a dead letter, a replay) stays in its trace.
+pub fn trace_header(header: &str) -> Option<MessageSystemAttributeValue> {
+    MessageSystemAttributeValue::builder().data_type("String").string_value(header).build().ok()
 }
 
 #[cfg(test)]

@@ -72,6 +72,7 @@ mod tests {
             received_at: Instant::now(),
             group_id: None,
             attributes: (0..producer_attributes).map(|i| (format!("P{i}"), value("p"))).collect(),
+            trace_header: None,
         }
     }
 

@@ -79,6 +79,7 @@ mod tests {
             received_at: Instant::now(),
             group_id: group.map(str::to_owned),
             attributes: Default::default(),
+            trace_header: None,
         };
         Work::new(message, ())
     }

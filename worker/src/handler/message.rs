@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use student_shared::{ContractError, Decoded, decode};
+
+use super::trace;
 use tokio::time::Instant;
 
 /// One SQS message and what the handler needs to know about it.
@@ -26,6 +28,21 @@ pub struct Message {
     pub group_id: Option<String>,
     /// The producer's message attributes (kept when dead-lettering).
     pub attributes: HashMap<String, MessageAttributeValue>,
+    /// The `AWSTraceHeader` system attribute (kept when dead-lettering).
+    pub trace_header: Option<String>,
+}
+
+impl Message {
+    /// The trace this message belongs to, for its log lines: the X-Ray
+    /// trace id of `AWSTraceHeader`, else the trace id of a `traceparent`
+    /// message attribute.
+    pub fn trace_id(&self) -> Option<&str> {
+        let xray = self.trace_header.as_deref().and_then(trace::xray_trace_id);
+        xray.or_else(|| {
+            let traceparent = self.attributes.get(trace::TRACEPARENT)?.string_value()?;
+            trace::w3c_trace_id(traceparent)
+        })
+    }
 }
 
 /// When work on a message must be done by: the ECS runtime's lease, which

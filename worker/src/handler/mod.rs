@@ -10,6 +10,7 @@ pub mod group;
 pub mod message;
 pub mod process;
 pub mod retry;
+pub mod trace;
 pub mod write;
 
 pub use decide::Decision;

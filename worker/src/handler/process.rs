@@ -104,7 +104,7 @@ impl Handler {
             if grouping.holds_after(outcome) {
                 let rest: Vec<Work<L>> = works.by_ref().collect();
                 if !rest.is_empty() {
-                    tracing::info!(message_id = %work.message.message_id, group_id = work.message.group_id.as_deref().unwrap_or(""), released = rest.len(), "FIFO group held: its later messages are released to keep their order");
+                    tracing::info!(message_id = %work.message.message_id, trace_id = work.message.trace_id(), group_id = work.message.group_id.as_deref().unwrap_or(""), released = rest.len(), "FIFO group held: its later messages are released to keep their order");
                 }
                 for later in rest {
                     self.finish(settler, &later, Handled::without_write(Decision::Release)).await;
@@ -120,7 +120,7 @@ impl Handler {
             Err(refusal) => return Handled::without_write(Decision::DeadLetter(refusal.clone())),
         };
         if !decoded.unknown_fields.is_empty() {
-            tracing::debug!(message_id = %work.message.message_id, count = decoded.unknown_fields.len(), fields = ?decoded.unknown_fields, "unknown fields ignored");
+            tracing::debug!(message_id = %work.message.message_id, trace_id = work.message.trace_id(), count = decoded.unknown_fields.len(), fields = ?decoded.unknown_fields, "unknown fields ignored");
         }
         let started = StdInstant::now();
         let WriteReport { retried, throttle_reasons } = self.writer.write(&decoded.event, &work.lease).await;
@@ -147,10 +147,10 @@ fn warn_if_unusual<L>(work: &Work<L>, decoded: &Decoded, written: &Retried<Writt
     let event = &decoded.event;
     match &written.result {
         Ok(Written::NotApplied(ConditionFailure::Stale { stored_version })) if *stored_version == event.version => {
-            tracing::warn!(message_id = %work.message.message_id, student_id = %event.student_id, version = stored_version, "stale: another event with the same version is stored (upstream reused a version)");
+            tracing::warn!(message_id = %work.message.message_id, trace_id = work.message.trace_id(), student_id = %event.student_id, version = stored_version, "stale: another event with the same version is stored (upstream reused a version)");
         }
         Ok(Written::NotApplied(ConditionFailure::Unexplained)) => {
-            tracing::warn!(message_id = %work.message.message_id, student_id = %event.student_id, "condition failed but the stored item does not say why (malformed Version?); leaving the message for another try");
+            tracing::warn!(message_id = %work.message.message_id, trace_id = work.message.trace_id(), student_id = %event.student_id, "condition failed but the stored item does not say why (malformed Version?); leaving the message for another try");
         }
         _ => {}
     }
@@ -192,6 +192,7 @@ fn log_outcome<L>(work: &Work<L>, handled: &Handled, outcome: Outcome) {
         receive_count = work.message.receive_count,
         error_code = refusal.map(|r| r.code().as_str()),
         reason = reason.as_deref(),
+        trace_id = work.message.trace_id(),
         throttle_reasons = throttled_by.as_deref(),
         "message"
     );
@@ -246,6 +247,7 @@ mod tests {
             received_at: Instant::now(),
             group_id: Some("g".into()),
             attributes: Default::default(),
+            trace_header: None,
         };
         Work::new(message, Instant::now())
     }

@@ -9,7 +9,9 @@ use student_shared::ContractError;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::aws::{AwsError, Resource};
+use aws_sdk_sqs::types::MessageSystemAttributeNameForSends;
+
+use crate::aws::{AwsError, Resource, entries};
 use crate::handler::Message;
 use crate::handler::deadletter::{attributes, fifo_group};
 use crate::observe::Metrics;
@@ -58,6 +60,10 @@ impl DeadLetterQueue {
             .queue_url(dlq_url)
             .message_body(&message.body)
             .set_message_attributes(Some(attributes(message, error, &self.source_queue, &failed_at)));
+        if let Some(header) = message.trace_header.as_deref().and_then(entries::trace_header) {
+            // The trace goes on with the message (and with a replay).
+            send = send.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, header);
+        }
         if dlq_url.ends_with(".fifo") {
             // FIFO DLQs need a group; keep the source's, and dedupe on the message id.
             send = send.message_group_id(fifo_group(message, student_id)).message_deduplication_id(&message.message_id);

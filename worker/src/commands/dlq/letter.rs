@@ -34,6 +34,8 @@ pub struct Letter {
     pub sent_at_ms: Option<i64>,
     /// `MessageGroupId` on FIFO queues.
     pub group_id: Option<String>,
+    /// `AWSTraceHeader`, kept on a replay.
+    pub trace_header: Option<String>,
 }
 
 impl Letter {
@@ -106,6 +108,7 @@ impl Queue {
             .message_system_attribute_names(S::ApproximateReceiveCount)
             .message_system_attribute_names(S::SentTimestamp)
             .message_system_attribute_names(S::MessageGroupId)
+            .message_system_attribute_names(S::AwsTraceHeader)
             .send()
             .await
             .map_err(|e| self.resource.error(&e, "sqs:ReceiveMessage"))?;
@@ -203,5 +206,6 @@ fn letter(m: aws_sdk_sqs::types::Message) -> Option<Letter> {
         receive_count: system.get(&S::ApproximateReceiveCount).and_then(|c| c.parse().ok()).unwrap_or(1),
         sent_at_ms: system.get(&S::SentTimestamp).and_then(|t| t.parse().ok()),
         group_id: system.get(&S::MessageGroupId).cloned(),
+        trace_header: system.get(&S::AwsTraceHeader).cloned(),
     })
 }

@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeNameForSends};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -17,6 +17,7 @@ use super::args::ReplayArgs;
 use super::error::{DlqError, ReplaySummary};
 use super::letter::{Letter, Queue};
 use super::progress::Progress;
+use crate::aws::entries;
 use crate::aws::error::{Action, AwsError, Resource};
 use crate::handler::deadletter::ERROR_ATTRIBUTES;
 use crate::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_VISIBILITY_TIMEOUT_SECONDS};
@@ -228,6 +229,9 @@ async fn move_one(dlq: &Queue, to: &str, letter: &Letter) -> Moved {
         .queue_url(to)
         .message_body(&letter.body)
         .set_message_attributes(Some(replay_attributes(&letter.attributes)));
+    if let Some(header) = letter.trace_header.as_deref().and_then(entries::trace_header) {
+        send = send.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, header);
+    }
     if to.ends_with(".fifo") {
         let group =
             letter.group_id.clone().or_else(|| letter.student_id()).unwrap_or_else(|| FALLBACK_GROUP.to_owned());

@@ -313,6 +313,7 @@ mod tests {
             received_at: now,
             group_id: None,
             attributes: Default::default(),
+            trace_header: None,
         };
         let lease = Lease::new(&Received { message, visible_until: now + S(15) });
         assert_eq!(lease.deadline(), now + S(10));

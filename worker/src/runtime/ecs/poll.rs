@@ -58,6 +58,7 @@ impl Poller {
             .visibility_timeout(self.visibility_timeout_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .message_attribute_names("All")
             .send()
             .await
@@ -82,6 +83,7 @@ impl Poller {
                     received_at,
                     group_id: system.get(&MessageSystemAttributeName::MessageGroupId).cloned(),
                     attributes: m.message_attributes.unwrap_or_default(),
+                    trace_header: system.get(&MessageSystemAttributeName::AwsTraceHeader).cloned(),
                 };
                 Some(Received { message, visible_until })
             })

@@ -74,7 +74,7 @@ impl Settler {
             Ok(()) => Forwarded::NoDlq,
             Err(e) if self.fatal.set_if_fatal(&e) => Forwarded::Fatal,
             Err(e) => {
-                tracing::warn!(error = %e, message_id = %work.message.message_id, "DLQ send failed: leaving the message on the queue");
+                tracing::warn!(error = %e, message_id = %work.message.message_id, trace_id = work.message.trace_id(), "DLQ send failed: leaving the message on the queue");
                 Forwarded::Later
             }
         }

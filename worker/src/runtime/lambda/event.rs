@@ -11,6 +11,7 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use tokio::time::Instant;
 
 use crate::handler::Message;
+use crate::handler::trace::AWS_TRACE_HEADER;
 
 /// Why an event cannot be handled at all. The invocation fails and the
 /// mapping returns the whole batch to the queue: nothing is lost.
@@ -83,6 +84,7 @@ pub fn source_queue(records: &[SqsMessage]) -> Result<Option<String>, EventError
 pub fn message(record: SqsMessage, received_at: Instant) -> Message {
     let receive_count = record.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
     let group_id = record.attributes.get("MessageGroupId").cloned();
+    let trace_header = record.attributes.get(AWS_TRACE_HEADER).cloned();
     let attributes = record
         .message_attributes
         .into_iter()
@@ -96,6 +98,7 @@ pub fn message(record: SqsMessage, received_at: Instant) -> Message {
         received_at,
         group_id,
         attributes,
+        trace_header,
     }
 }
 
@@ -167,6 +170,7 @@ mod tests {
         r.body = Some("{}".into());
         r.attributes.insert("ApproximateReceiveCount".into(), "3".into());
         r.attributes.insert("MessageGroupId".into(), "g1".into());
+        r.attributes.insert("AWSTraceHeader".into(), "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into());
         let mut attr = SqsMessageAttribute::default();
         attr.data_type = Some("String".into());
         attr.string_value = Some("upstream".into());
@@ -175,5 +179,6 @@ mod tests {
         assert_eq!((m.message_id.as_str(), m.receipt_handle.as_str(), m.body.as_str()), ("m1", "rh", "{}"));
         assert_eq!((m.receive_count, m.group_id.as_deref()), (3, Some("g1")));
         assert_eq!(m.attributes["source"].string_value(), Some("upstream"));
+        assert_eq!(m.trace_id(), Some("1-5759e988-bd862e3fe1be46a994272793"));
     }
 }

@@ -73,7 +73,7 @@ impl BatchSettler {
         if let Err(e) = sent {
             let error = self.metrics.failed(&self.queue, &e, "sqs:ChangeMessageVisibility");
             if !self.fatal.set_if_fatal(&error) {
-                tracing::warn!(error = %error, message_id = %work.message.message_id, "could not hide the deferred message; it comes back after the queue's visibility timeout");
+                tracing::warn!(error = %error, message_id = %work.message.message_id, trace_id = work.message.trace_id(), "could not hide the deferred message; it comes back after the queue's visibility timeout");
             }
         }
     }
@@ -90,7 +90,7 @@ impl BatchSettler {
                 return Outcome::Released;
             }
             Err(e) => {
-                tracing::warn!(error = %e, message_id = %work.message.message_id, "DLQ send failed: reporting the message as failed");
+                tracing::warn!(error = %e, message_id = %work.message.message_id, trace_id = work.message.trace_id(), "DLQ send failed: reporting the message as failed");
                 self.report(work);
                 return Outcome::Retry;
             }
