@@ -377,7 +377,7 @@ impl Ended {
     pub fn outcome_of(&self, message_id: &str) -> Value {
         self.log_lines()
             .into_iter()
-            .rfind(|l| l["message"] == "message" && l["message_id"] == message_id)
+            .rfind(|l| l.get("outcome").is_some() && l["message_id"] == message_id)
             .unwrap_or_else(|| panic!("no outcome line for {message_id}:\n{}", self.stdout))
     }
 }
