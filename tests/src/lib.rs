@@ -4,5 +4,6 @@ pub mod emulator;
 pub mod history;
 pub mod model;
 pub mod proxy;
+pub mod terminal;
 pub mod worker_process;
 pub mod world;

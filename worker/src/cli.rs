@@ -15,9 +15,9 @@ use crate::observe::logging::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "student-worker", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Log format: `json` (one object a line, for CloudWatch) or `text`.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
-    pub log_format: LogFormat,
+    /// Log format: `text` (for a person) or `json` (one object a line, for CloudWatch) [default: text at a terminal, json otherwise].
+    #[arg(long, env = "LOG_FORMAT", value_enum, global = true)]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -1,12 +1,13 @@
 //! The `student-worker` binary: parses the command line, sets up logging,
 //! hands over to the library and turns its error into the exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
 use student_worker::cli::{self, Cli};
 use student_worker::commands::error::CommandError;
-use student_worker::observe::logging::Sink;
+use student_worker::observe::logging::{self, LogFormat, Sink};
 
 /// mimalloc instead of glibc's malloc: the SDK allocates and frees many small
 /// buffers per call on several threads, and glibc's shared arenas made that
@@ -38,21 +39,30 @@ fn main() -> ExitCode {
 }
 
 async fn start() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     let sink = match cli.command {
         cli::Command::Run(_) => Sink::Stdout,
         _ => Sink::Stderr,
     };
-    student_worker::observe::logging::init(cli.log_format, sink);
+    let format = logging::init(cli.log_format, sink);
+    cli.log_format = Some(format);
     match cli::dispatch(cli).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(&error),
+        Err(error) => report(&error, format == LogFormat::Json && sink == Sink::Stdout),
     }
 }
 
-/// Prints the error for people (stderr) and picks the exit code.
-fn report(error: &CommandError) -> ExitCode {
-    tracing::error!(error = %error, "student-worker stopped");
-    eprintln!("error: {error}");
+/// Prints the error once for each audience and picks the exit code: the
+/// `error:` block on stderr for a person, and with JSON logs on stdout (the
+/// ECS service) one structured line in that log stream too. Nothing after a
+/// closed pipe: the reader has gone.
+fn report(error: &CommandError, log_line: bool) -> ExitCode {
+    if error.is_reported() {
+        if log_line {
+            tracing::error!(error = %error, "student-worker stopped");
+        }
+        // A closed stderr leaves nobody to tell; that is no reason to panic.
+        let _ = writeln!(std::io::stderr(), "error: {error}");
+    }
     ExitCode::from(error.exit_code())
 }

@@ -4,6 +4,7 @@ pub mod dlq;
 pub mod doctor;
 pub mod error;
 pub mod healthcheck;
+pub mod output;
 pub mod publish;
 pub mod run;
 pub mod setup;

@@ -12,6 +12,7 @@ use clap::Args;
 use student_shared::item::attr::STUDENT_ID;
 
 use super::error::CommandError;
+use super::output;
 use crate::aws::error::{AwsError, Kind, Resource};
 use crate::aws::region_of;
 use crate::aws::table::key_schema_mismatch;
@@ -64,9 +65,9 @@ pub struct SetupOutput {
 /// Runs `setup` and prints `DYNAMODB_TABLE_NAME=…`, `SQS_QUEUE_URL=…`, `SQS_DLQ_URL=…`.
 pub async fn setup(sdk: &SdkConfig, args: &SetupArgs) -> Result<(), CommandError> {
     let out = ensure(sdk, args).await?;
-    println!("DYNAMODB_TABLE_NAME={}", out.table_name);
-    println!("SQS_QUEUE_URL={}", out.queue_url);
-    println!("SQS_DLQ_URL={}", out.dlq_url);
+    output::line(format_args!("DYNAMODB_TABLE_NAME={}", out.table_name))?;
+    output::line(format_args!("SQS_QUEUE_URL={}", out.queue_url))?;
+    output::line(format_args!("SQS_DLQ_URL={}", out.dlq_url))?;
     Ok(())
 }
 

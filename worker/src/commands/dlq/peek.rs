@@ -9,6 +9,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::DlqError;
 use super::letter::{Letter, Queue};
+use crate::commands::output;
 
 /// Seconds a shown message stays hidden while the others are fetched.
 const PEEK_HOLD_SECONDS: i32 = 30;
@@ -22,12 +23,12 @@ pub async fn peek(dlq: &Queue, max: u64, json_out: bool) -> Result<(), DlqError>
     let scan = scan?;
     for (n, letter) in scan.letters.iter().enumerate() {
         match json_out {
-            true => println!("{}", letter.to_json()),
-            false => println!("{}", text(n + 1, letter)),
+            true => output::line(letter.to_json())?,
+            false => output::line(text(n + 1, letter))?,
         }
     }
     if !json_out {
-        println!("{} dead letter(s) shown; all are still in the DLQ", scan.letters.len());
+        output::line(format_args!("{} dead letter(s) shown; all are still in the DLQ", scan.letters.len()))?;
     }
     Ok(())
 }

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::commands::output::{self, Unwritten};
+
 /// Where replay reports each message.
 #[derive(Debug)]
 pub struct Progress {
@@ -25,10 +27,13 @@ impl Progress {
     }
 
     /// Reports one line (above the bar on a terminal, on stdout otherwise).
-    pub fn line(&self, text: &str) {
+    pub fn line(&self, text: &str) -> Result<(), Unwritten> {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => println!("{text}"),
+            Some(bar) => {
+                bar.println(text);
+                Ok(())
+            }
+            None => output::line(text),
         }
     }
 

@@ -18,6 +18,7 @@ use super::error::{DlqError, ReplaySummary};
 use super::letter::{Letter, Queue};
 use super::progress::Progress;
 use crate::aws::error::{Action, AwsError, Resource};
+use crate::commands::output;
 use crate::handler::deadletter::ERROR_ATTRIBUTES;
 use crate::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_VISIBILITY_TIMEOUT_SECONDS};
 
@@ -43,7 +44,7 @@ pub async fn replay(
     dlq.release(&r.held).await;
     r.progress.finish();
     let summary = r.summary;
-    println!("replay: {summary}");
+    output::line(format_args!("replay: {summary}"))?;
     result?;
     if stop.is_cancelled() {
         return Err(DlqError::Interrupted(summary));
@@ -99,7 +100,7 @@ impl<'a> Replayer<'a> {
         self.stop.is_cancelled() || self.args.max.is_some_and(|max| attempted >= max)
     }
 
-    async fn run(&mut self) -> Result<(), AwsError> {
+    async fn run(&mut self) -> Result<(), DlqError> {
         while !self.done() {
             let want = self.batch_size();
             let batch = self.dlq.receive(want, self.hold_seconds(want)).await?;
@@ -132,7 +133,7 @@ impl<'a> Replayer<'a> {
         seconds as i32
     }
 
-    async fn handle(&mut self, letter: Letter) -> Result<(), AwsError> {
+    async fn handle(&mut self, letter: Letter) -> Result<(), DlqError> {
         if !self.seen.insert(letter.message_id.clone()) {
             self.held.push(letter.receipt_handle);
             return Ok(());
@@ -142,16 +143,17 @@ impl<'a> Replayer<'a> {
                 self.blocked_groups.insert(group.clone());
             }
             self.summary.skipped += 1;
-            self.progress.line(&format!("skipped {}: {reason}", letter.message_id));
-            self.progress.step();
             self.held.push(letter.receipt_handle);
+            self.progress.step();
+            self.progress.line(&format!("skipped {}: {reason}", letter.message_id))?;
             return Ok(());
         }
         if self.args.dry_run {
             self.summary.moved += 1;
-            self.progress.line(&format!("would move {} {}", letter.message_id, describe(&letter)));
-            self.progress.step();
+            let line = format!("would move {} {}", letter.message_id, describe(&letter));
             self.held.push(letter.receipt_handle);
+            self.progress.step();
+            self.progress.line(&line)?;
             return Ok(());
         }
         if !self.pace.wait(self.stop).await {
@@ -161,31 +163,31 @@ impl<'a> Replayer<'a> {
         self.move_and_count(letter).await
     }
 
-    async fn move_and_count(&mut self, letter: Letter) -> Result<(), AwsError> {
+    async fn move_and_count(&mut self, letter: Letter) -> Result<(), DlqError> {
         let outcome = move_one(self.dlq, self.to, &letter).await;
         self.progress.step();
         match outcome {
             Moved::Yes => {
                 self.summary.moved += 1;
-                self.progress.line(&format!("moved {} {}", letter.message_id, describe(&letter)));
+                self.progress.line(&format!("moved {} {}", letter.message_id, describe(&letter)))?;
                 Ok(())
             }
             Moved::SendFailed(e) => {
                 self.summary.failed += 1;
-                self.progress.line(&format!("failed {}: not sent, still in the DLQ: {e}", letter.message_id));
                 if let Some(group) = &letter.group_id {
                     self.blocked_groups.insert(group.clone());
                 }
                 self.held.push(letter.receipt_handle);
-                if e.action() == Action::Stop { Err(e) } else { Ok(()) }
+                self.progress.line(&format!("failed {}: not sent, still in the DLQ: {e}", letter.message_id))?;
+                if e.action() == Action::Stop { Err(e.into()) } else { Ok(()) }
             }
             Moved::NotDeleted(e) => {
                 self.summary.failed += 1;
                 self.progress.line(&format!(
                     "failed {}: sent, but not deleted from the DLQ (now in both; the version guard absorbs the duplicate): {e}",
                     letter.message_id
-                ));
-                if e.action() == Action::Stop { Err(e) } else { Ok(()) }
+                ))?;
+                if e.action() == Action::Stop { Err(e.into()) } else { Ok(()) }
             }
         }
     }

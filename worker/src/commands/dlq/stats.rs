@@ -10,6 +10,7 @@ use serde_json::json;
 use super::error::DlqError;
 use super::letter::Queue;
 use crate::aws::queue::Counts;
+use crate::commands::output;
 
 /// Seconds a scanned message stays hidden while the scan goes on.
 const SCAN_HOLD_SECONDS: i32 = 60;
@@ -39,17 +40,19 @@ pub async fn stats(dlq: &Queue, sources: &[Queue], scan_limit: u64, json_out: bo
             "scanned": scan.letters.len(),
             "scan_complete": complete,
         });
-        println!("{out}");
+        output::line(out)?;
         return Ok(());
     }
-    println!("dlq    {}: {}", dlq.url, counts_text(dlq_counts));
+    output::line(format_args!("dlq    {}: {}", dlq.url, counts_text(dlq_counts)))?;
     for (url, c) in &source_counts {
-        println!("source {url}: {}", counts_text(*c));
+        output::line(format_args!("source {url}: {}", counts_text(*c)))?;
     }
     let seen = if complete { "all".to_owned() } else { format!("the first {}", scan.letters.len()) };
     match age_seconds {
-        Some(age) => println!("oldest dead letter: {} old (of {seen} messages looked at)", human_age(age)),
-        None => println!("oldest dead letter: none (the DLQ has no visible message)"),
+        Some(age) => {
+            output::line(format_args!("oldest dead letter: {} old (of {seen} messages looked at)", human_age(age)))?
+        }
+        None => output::line("oldest dead letter: none (the DLQ has no visible message)")?,
     }
     Ok(())
 }

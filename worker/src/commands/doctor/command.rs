@@ -15,6 +15,7 @@ use super::{identity, probes};
 use crate::aws::explain::Subject;
 use crate::aws::region_of;
 use crate::commands::error::CommandError;
+use crate::commands::output;
 use crate::config::RunArgs;
 use crate::config::RunConfig;
 use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
@@ -40,9 +41,9 @@ pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CommandError::Io { what: "printing the report".into(), source: e.into() })?;
-        println!("{json}");
+        output::line(json)?;
     } else {
-        println!("{}", report.to_text());
+        output::line(report.to_text())?;
     }
     match report.ok {
         true => Ok(()),
