@@ -140,6 +140,7 @@ async fn stats_and_peek_show_dead_letters_and_lose_none() {
     let stats: Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
     assert_eq!(stats["dlq"]["counts"]["visible"], 3, "{stats}");
     assert_eq!(stats["sources"][0]["url"], w.queue_url.as_str(), "the redrive source, found by itself");
+    assert_eq!(stats["sources"][0]["redrives_here"], true, "{stats}");
     assert!(stats["oldest_age_seconds"].as_i64().is_some_and(|a| a >= 0), "{stats}");
     assert_eq!(stats["scan_complete"], true);
     assert_eq!(counts(&w, &w.dlq_url).await, (3, 0), "stats released what it looked at");
@@ -315,4 +316,30 @@ async fn replayed_events_processed_by_run_end_in_the_table() {
     let table = w.table().await;
     assert_eq!(table.keys().map(String::as_str).collect::<Vec<_>>(), ["601", "602", "603"]);
     assert_eq!(counts(&w, &w.dlq_url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_names_only_real_sources_whatever_sqs_queue_url_says() {
+    let w = World::new().await;
+    // Another DLQ, with a source queue of its own; SQS_QUEUE_URL still names the first world's queue.
+    let other = ensure(
+        &w.sdk,
+        &SetupArgs {
+            table_name: w.table.clone(),
+            queue_name: "others".into(),
+            dlq_name: None,
+            max_receive_count: 5,
+            visibility_timeout_seconds: 60,
+        },
+    )
+    .await
+    .expect("setup of a second queue");
+    let mut cmd = dlq_command(&w);
+    cmd.env("SQS_QUEUE_URL", &w.queue_url).args(["--dlq-url", &other.dlq_url, "stats", "--json"]);
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
+    let sources = stats["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 1, "{stats}");
+    assert_eq!((&sources[0]["url"], &sources[0]["redrives_here"]), (&other.queue_url.as_str().into(), &true.into()));
 }

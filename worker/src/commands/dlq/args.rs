@@ -27,8 +27,8 @@ pub enum DlqCommand {
 /// `dlq stats`.
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
-    /// Source queue to count too [default: the queues whose redrive policy points at the DLQ].
-    #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
+    /// Another queue to count too; the DLQ's sources (the queues whose redrive policy points at it) are always counted.
+    #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
     /// Look at up to this many dead letters to find the oldest.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]

@@ -15,12 +15,14 @@ use crate::commands::output;
 /// Seconds a scanned message stays hidden while the scan goes on.
 const SCAN_HOLD_SECONDS: i32 = 60;
 
-/// Prints the counts and the oldest dead letter's age.
-pub async fn stats(dlq: &Queue, sources: &[Queue], scan_limit: u64, json_out: bool) -> Result<(), DlqError> {
+/// Prints the counts and the oldest dead letter's age; `queues` are the
+/// queues to count besides the DLQ, each with whether it is one of its
+/// sources (its redrive policy points at the DLQ).
+pub async fn stats(dlq: &Queue, queues: &[(Queue, bool)], scan_limit: u64, json_out: bool) -> Result<(), DlqError> {
     let dlq_counts = dlq.counts().await?;
     let mut source_counts = Vec::new();
-    for q in sources {
-        source_counts.push((q.url.clone(), q.counts().await?));
+    for (q, source) in queues {
+        source_counts.push((q.url.clone(), *source, q.counts().await?));
     }
     let scan = dlq.scan(usize::try_from(scan_limit).unwrap_or(usize::MAX), SCAN_HOLD_SECONDS).await;
     if let Ok(s) = &scan {
@@ -31,7 +33,10 @@ pub async fn stats(dlq: &Queue, sources: &[Queue], scan_limit: u64, json_out: bo
     let age_seconds = oldest_ms.map(|sent| (now_ms() - sent).max(0) / 1000);
     let complete = u64::try_from(scan.letters.len()).unwrap_or(u64::MAX) < scan_limit;
     if json_out {
-        let sources: Vec<_> = source_counts.iter().map(|(url, c)| json!({ "url": url, "counts": c })).collect();
+        let sources: Vec<_> = source_counts
+            .iter()
+            .map(|(url, source, c)| json!({ "url": url, "redrives_here": source, "counts": c }))
+            .collect();
         let out = json!({
             "dlq": { "url": dlq.url, "counts": dlq_counts },
             "sources": sources,
@@ -44,8 +49,14 @@ pub async fn stats(dlq: &Queue, sources: &[Queue], scan_limit: u64, json_out: bo
         return Ok(());
     }
     output::line(format_args!("dlq    {}: {}", dlq.url, counts_text(dlq_counts)))?;
-    for (url, c) in &source_counts {
-        output::line(format_args!("source {url}: {}", counts_text(*c)))?;
+    for (url, source, c) in &source_counts {
+        match source {
+            true => output::line(format_args!("source {url}: {}", counts_text(*c)))?,
+            false => output::line(format_args!(
+                "queue  {url} (not a source: its redrive policy does not point at this DLQ): {}",
+                counts_text(*c)
+            ))?,
+        }
     }
     let seen = if complete { "all".to_owned() } else { format!("the first {}", scan.letters.len()) };
     match age_seconds {

@@ -18,6 +18,7 @@ use crate::commands::error::CommandError;
 use crate::commands::output;
 use crate::config::RunArgs;
 use crate::config::RunConfig;
+use crate::config::error::NOT_SET;
 use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
 
 /// One doctor call may take this long (SDK retries included) before it counts as failed.
@@ -71,12 +72,17 @@ pub async fn diagnose(sdk: &SdkConfig, args: &RunArgs) -> Report {
         return Report::new(checks);
     }
     let region = region_of(sdk);
+    checks.push(identity::endpoint(sdk, &region));
     let credentials = identity::credentials(sdk, &region).await;
     let have_credentials = !credentials.failed();
     checks.push(credentials);
     if !have_credentials {
         checks.push(Check::skip("table, queue and permissions", "not checked: no credentials"));
         return Report::new(checks);
+    }
+    checks.push(identity::account(sdk, CALL_TIMEOUT).await);
+    if let Some(url) = &targets.queue {
+        checks.extend(identity::queue_region(url, "SQS_QUEUE_URL", &region));
     }
     let (dynamodb, sqs) = clients(sdk);
     let table_ok = match &targets.table {
@@ -122,7 +128,11 @@ fn configuration(args: &RunArgs) -> (Check, Targets) {
                     .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             };
             let cause = format!("{} (--{}) {}", e.variable, e.flag, e.problem);
-            (Check::fail("configuration", format!("{} is wrong", e.variable), cause, e.fix, true), targets)
+            let detail = match e.problem.as_str() {
+                NOT_SET => format!("{} {NOT_SET}", e.variable),
+                _ => format!("{} is wrong", e.variable),
+            };
+            (Check::fail("configuration", detail, cause, e.fix, true), targets)
         }
     }
 }
@@ -211,12 +221,17 @@ async fn permission_checks(
 /// other (a network hiccup) is logged and `run` goes on.
 pub async fn preflight(sdk: &SdkConfig, config: &RunConfig) -> Result<(), PreflightError> {
     let checks = preflight_checks(sdk, config).await;
+    let mut inconclusive = 0;
     for check in checks.iter().filter(|c| c.failed() && !c.fatal) {
+        inconclusive += 1;
         tracing::warn!(check = %check.check, cause = check.cause.as_deref().unwrap_or(""), "pre-flight check failed; starting anyway");
     }
     let failures: Vec<Check> = checks.into_iter().filter(|c| c.failed() && c.fatal).collect();
     if failures.is_empty() {
-        tracing::info!("pre-flight checks passed: credentials, table, queue, write and delete permissions");
+        // "Passed" only when every check did: after a failed one, the warning stands.
+        if inconclusive == 0 {
+            tracing::info!("pre-flight checks passed: credentials, table, queue, write and delete permissions");
+        }
         return Ok(());
     }
     Err(PreflightError { failures })
