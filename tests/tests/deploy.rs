@@ -605,9 +605,9 @@ fn without_fifo(calls: BTreeSet<(String, String)>) -> BTreeSet<(String, String)>
     calls.into_iter().map(|(a, r)| (a, r.strip_suffix(".fifo").unwrap_or(&r).to_owned())).collect()
 }
 
-/// Every path of `doctor` (all checks on a good setup, `--json` and text)
-/// and `dlq` (`stats`, `peek`, `replay` with `--dry-run`, filters, `--max`,
-/// with and without `--to`, to a FIFO queue too).
+/// Every path of `doctor` (all checks on a good setup, `--json` and text),
+/// `dlq` (`stats`, `peek`, `replay` with `--dry-run`, filters, `--max`,
+/// with and without `--to`, to a FIFO queue too) and `get`.
 async fn record_doctor_and_dlq(w: &World) -> BTreeSet<(String, String)> {
     let upsert = |id: &str| {
         format!(r#"{{"type":"StudentUpserted","eventId":"e{id}","studentId":"{id}","version":1,"student":{{}}}}"#)
@@ -647,6 +647,9 @@ async fn record_doctor_and_dlq(w: &World) -> BTreeSet<(String, String)> {
         // Without --to: the target is the queue whose redrive policy names the DLQ.
         operator(w, &["dlq", "replay", "--error-code", "ItemRejected", "--max", "1"]).await;
         operator(w, &["dlq", "replay", "--student-id", "202", "--to", &w.queue_url]).await;
+        // get: a student that is not there exits 1, and still took one GetItem.
+        let missing = finish(worker(w, &["get", "201"])).await;
+        assert_eq!(missing.status.code(), Some(1), "{}", text(&missing.stderr));
     })
     .await;
     let fifo_replay = recording(w, async {
@@ -664,12 +667,13 @@ async fn record_doctor_and_dlq(w: &World) -> BTreeSet<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_operator_policy_allows_exactly_what_doctor_and_dlq_call() {
+async fn the_operator_policy_allows_exactly_what_doctor_dlq_and_get_call() {
     let w = World::new().await;
     let called = record_doctor_and_dlq(&w).await;
     let expected = pairs(&[
-        // doctor: the table's key schema, and the worker's writes probed on the sentinel key.
+        // doctor: the table's key schema, and the worker's writes probed on the sentinel key; get: one read.
         ("dynamodb:DescribeTable", "Students"),
+        ("dynamodb:GetItem", "Students"),
         ("dynamodb:PutItem", "Students"),
         ("dynamodb:UpdateItem", "Students"),
         // doctor: both queues' attributes; the worker's batch calls probed with a bogus receipt handle.

@@ -3,11 +3,11 @@
 //! environment variable (docs/design.md lists them), so the task definition
 //! configures it with env alone.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::aws;
 use crate::commands::error::CommandError;
-use crate::commands::{dlq, doctor, healthcheck, publish, run, setup};
+use crate::commands::{dlq, doctor, generate, get, healthcheck, publish, run, setup};
 use crate::config::RunArgs;
 use crate::observe::logging::LogFormat;
 
@@ -38,6 +38,12 @@ pub enum Command {
     Doctor(Box<doctor::DoctorArgs>),
     /// Inspect the dead-letter queue and replay its messages to the source queue.
     Dlq(dlq::DlqArgs),
+    /// Show one student's stored record (plain values; a tombstone shows as deleted).
+    Get(get::GetArgs),
+    /// Print a shell completion script.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page (every subcommand included) to stdout.
+    Man(generate::ManArgs),
 }
 
 /// Runs the chosen subcommand.
@@ -45,9 +51,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Run(args) => run::run(&args).await,
         Command::Setup(args) => setup::setup(&aws::load_sdk_config().await?, &args).await,
-        Command::Publish(args) => publish::publish(&aws::load_sdk_config().await?, &args).await,
+        Command::Publish(args) => publish::publish(&args).await,
         Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args)?),
         Command::Doctor(args) => doctor::doctor(&args).await,
         Command::Dlq(args) => dlq::dlq(&aws::load_sdk_config().await?, &args).await,
+        Command::Get(args) => get::get(&aws::load_sdk_config().await?, &args).await,
+        Command::Completions(args) => generate::completions(args.shell, &mut Cli::command()),
+        Command::Man(_) => generate::man(&Cli::command()),
     }
 }

@@ -43,6 +43,16 @@ pub enum CommandError {
         /// Lines SQS did not take.
         unsent: usize,
     },
+    /// `get`: the table has no item for the student, not even a tombstone.
+    #[error("no item for StudentID {student_id:?} in table {table} ({region}): the student was never written")]
+    NoItem {
+        /// The id asked for.
+        student_id: String,
+        /// The table.
+        table: String,
+        /// Its region.
+        region: String,
+    },
     /// Stdout could not be written (or its reader has gone).
     #[error(transparent)]
     Output(#[from] Unwritten),

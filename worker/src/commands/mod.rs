@@ -3,6 +3,8 @@
 pub mod dlq;
 pub mod doctor;
 pub mod error;
+pub mod generate;
+pub mod get;
 pub mod healthcheck;
 pub mod output;
 pub mod publish;

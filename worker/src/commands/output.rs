@@ -32,3 +32,11 @@ pub fn line(text: impl Display) -> Result<(), Unwritten> {
     out.flush()?;
     Ok(())
 }
+
+/// Writes `bytes` to stdout as they are.
+pub fn bytes(bytes: &[u8]) -> Result<(), Unwritten> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
