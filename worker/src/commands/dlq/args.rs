@@ -1,6 +1,7 @@
 //! `student-worker dlq`'s command line: `stats`, `peek`, `replay`.
 
 use clap::{Args, Subcommand};
+use student_shared::ErrorCode;
 
 /// `dlq`'s flags.
 #[derive(Debug, Clone, Args)]
@@ -44,6 +45,9 @@ pub struct PeekArgs {
     /// Show at most this many dead letters.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub max: u64,
+    /// Only dead letters with this `ErrorCode` (any case), e.g. `ItemRejected`.
+    #[arg(long, value_name = "CODE", value_parser = parse_error_code)]
+    pub error_code: Option<String>,
     /// One JSON object a line, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -61,8 +65,8 @@ pub struct ReplayArgs {
     /// Send at most this many messages a second, e.g. `5/s` or `0.5`.
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// Only messages whose `ErrorCode` attribute is this, e.g. `ItemRejected`.
-    #[arg(long, value_name = "CODE")]
+    /// Only messages whose `ErrorCode` attribute is this (any case), e.g. `ItemRejected`.
+    #[arg(long, value_name = "CODE", value_parser = parse_error_code)]
     pub error_code: Option<String>,
     /// Only messages whose body's `studentId` is this.
     #[arg(long, value_name = "ID")]
@@ -70,6 +74,22 @@ pub struct ReplayArgs {
     /// Move nothing; print what would move.
     #[arg(long)]
     pub dry_run: bool,
+    /// Move dead letters whose code cannot succeed on replay too (MalformedJson, InvalidEvent, BodyTooLarge, PatchOnDeleted): they come straight back.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An `ErrorCode` in any case, as the DLQ spells it; an unknown one is
+/// refused with the list.
+pub fn parse_error_code(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    match ErrorCode::ALL.iter().find(|c| c.as_str().eq_ignore_ascii_case(raw)) {
+        Some(code) => Ok(code.as_str().to_owned()),
+        None => {
+            let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+            Err(format!("{raw:?} is not an ErrorCode; one of {}", all.join(", ")))
+        }
+    }
 }
 
 /// `5`, `5/s` or `0.5/s`: a positive rate per second.
@@ -91,5 +111,12 @@ mod tests {
         assert_eq!(parse_rate("0.5"), Ok(0.5));
         assert!(parse_rate("0/s").is_err());
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn error_codes_match_in_any_case_and_unknown_ones_list_the_codes() {
+        assert_eq!(parse_error_code("itemrejected"), Ok("ItemRejected".to_owned()));
+        let e = parse_error_code("Oops").expect_err("unknown");
+        assert!(e.contains("MalformedJson, InvalidEvent"), "{e}");
     }
 }

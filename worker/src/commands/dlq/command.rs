@@ -30,7 +30,7 @@ pub async fn dlq(sdk: &SdkConfig, args: &DlqArgs) -> Result<(), CommandError> {
                 sources.iter().map(|u| (queue(u), true)).chain(asked.map(|u| (queue(u), false))).collect();
             stats::stats(&dlq, &counted, a.scan, a.json).await?;
         }
-        DlqCommand::Peek(a) => peek::peek(&dlq, a.max, a.json).await?,
+        DlqCommand::Peek(a) => peek::peek(&dlq, a.max, a.error_code.as_deref(), a.json).await?,
         DlqCommand::Replay(a) => {
             run_replay(&dlq, a, &shutdown::on_signals()).await?;
         }

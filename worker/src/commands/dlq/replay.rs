@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::args::ReplayArgs;
 use super::error::{DlqError, ReplaySummary};
 use super::letter::{Letter, Queue};
+use student_shared::ErrorCode;
+
 use super::progress::Progress;
 use crate::aws::error::{Action, AwsError, Resource};
 use crate::commands::output;
@@ -38,6 +40,8 @@ pub async fn replay(
     stop: &CancellationToken,
 ) -> Result<ReplaySummary, DlqError> {
     let estimate = dlq.counts().await.map(|c| c.visible).unwrap_or(0);
+    let verb = if args.dry_run { "would replay" } else { "replaying" };
+    output::line(format_args!("{verb} dead letters from {} to {to}", dlq.url))?;
     let progress = Progress::new(args.max.map_or(estimate, |m| m.min(estimate)));
     let mut r = Replayer::new(dlq, to, args, stop, progress);
     let result = r.run().await;
@@ -45,6 +49,12 @@ pub async fn replay(
     r.progress.finish();
     let summary = r.summary;
     output::line(format_args!("replay: {summary}"))?;
+    if r.hopeless > 0 {
+        output::line(format_args!(
+            "{} left in the DLQ: their ErrorCode cannot succeed on replay (fix the producer and publish anew; --force moves them anyway)",
+            r.hopeless
+        ))?;
+    }
     result?;
     if stop.is_cancelled() {
         return Err(DlqError::Interrupted(summary));
@@ -68,7 +78,15 @@ struct Replayer<'a> {
     held: Vec<String>,
     /// FIFO groups with a message left behind: later ones stay too, in order.
     blocked_groups: HashSet<String>,
+    /// Skipped because their code cannot succeed on replay.
+    hopeless: u64,
     summary: ReplaySummary,
+}
+
+/// The dead letter's code when it is one that cannot succeed on replay.
+fn hopeless(letter: &Letter) -> Option<ErrorCode> {
+    let code = letter.error_code()?;
+    ErrorCode::ALL.into_iter().find(|c| c.as_str() == code && !c.may_succeed_on_replay())
 }
 
 /// What happened to one message.
@@ -91,6 +109,7 @@ impl<'a> Replayer<'a> {
             seen: HashSet::new(),
             held: Vec::new(),
             blocked_groups: HashSet::new(),
+            hopeless: 0,
             summary,
         }
     }
@@ -192,12 +211,20 @@ impl<'a> Replayer<'a> {
         }
     }
 
-    fn skip_reason(&self, letter: &Letter) -> Option<String> {
+    fn skip_reason(&mut self, letter: &Letter) -> Option<String> {
         if let Some(code) = &self.args.error_code {
-            let found = letter.attribute("ErrorCode");
+            let found = letter.error_code();
             if found != Some(code.as_str()) {
                 return Some(format!("ErrorCode is {}, not {code}", found.unwrap_or("(none)")));
             }
+        }
+        if !self.args.force
+            && let Some(code) = hopeless(letter)
+        {
+            self.hopeless += 1;
+            return Some(format!(
+                "ErrorCode {code} cannot succeed on replay (it would come straight back); --force moves it anyway"
+            ));
         }
         if let Some(id) = &self.args.student_id
             && letter.student_id().as_deref() != Some(id.as_str())
@@ -217,7 +244,7 @@ impl<'a> Replayer<'a> {
 fn describe(letter: &Letter) -> String {
     format!(
         "(ErrorCode {}, studentId {})",
-        letter.attribute("ErrorCode").unwrap_or("-"),
+        letter.error_code().unwrap_or("-"),
         letter.student_id().as_deref().unwrap_or("-")
     )
 }

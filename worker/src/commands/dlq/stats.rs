@@ -3,6 +3,7 @@
 //! (CloudWatch has it as a metric), so the DLQ is scanned: each message is
 //! looked at (which counts one receive on the DLQ) and released at once.
 
+use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -11,6 +12,9 @@ use super::error::DlqError;
 use super::letter::Queue;
 use crate::aws::queue::Counts;
 use crate::commands::output;
+
+/// How a dead letter without an `ErrorCode` attribute is counted.
+const NO_CODE: &str = "(none)";
 
 /// Seconds a scanned message stays hidden while the scan goes on.
 const SCAN_HOLD_SECONDS: i32 = 60;
@@ -32,6 +36,10 @@ pub async fn stats(dlq: &Queue, queues: &[(Queue, bool)], scan_limit: u64, json_
     let oldest_ms = scan.letters.iter().filter_map(|l| l.sent_at_ms).min();
     let age_seconds = oldest_ms.map(|sent| (now_ms() - sent).max(0) / 1000);
     let complete = u64::try_from(scan.letters.len()).unwrap_or(u64::MAX) < scan_limit;
+    let mut by_code: BTreeMap<&str, u64> = BTreeMap::new();
+    for letter in &scan.letters {
+        *by_code.entry(letter.error_code().unwrap_or(NO_CODE)).or_default() += 1;
+    }
     if json_out {
         let sources: Vec<_> = source_counts
             .iter()
@@ -43,6 +51,7 @@ pub async fn stats(dlq: &Queue, queues: &[(Queue, bool)], scan_limit: u64, json_
             "oldest_age_seconds": age_seconds,
             "oldest_sent_at_ms": oldest_ms,
             "scanned": scan.letters.len(),
+            "by_error_code": by_code,
             "scan_complete": complete,
         });
         output::line(out)?;
@@ -59,6 +68,10 @@ pub async fn stats(dlq: &Queue, queues: &[(Queue, bool)], scan_limit: u64, json_
         }
     }
     let seen = if complete { "all".to_owned() } else { format!("the first {}", scan.letters.len()) };
+    if !by_code.is_empty() {
+        let counts: Vec<String> = by_code.iter().map(|(code, n)| format!("{code} {n}")).collect();
+        output::line(format_args!("by ErrorCode: {} (of {seen} messages looked at)", counts.join(", ")))?;
+    }
     match age_seconds {
         Some(age) => {
             output::line(format_args!("oldest dead letter: {} old (of {seen} messages looked at)", human_age(age)))?
