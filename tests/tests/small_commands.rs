@@ -138,3 +138,46 @@ async fn publish_reads_one_pretty_event_an_array_or_json_lines_and_dry_run_sends
     assert!(stderr(&out).contains("hint: the input is neither JSON Lines"), "{}", stderr(&out));
     assert!(stderr(&out).contains("line 2, column"), "{}", stderr(&out));
 }
+
+#[test]
+fn every_help_has_examples_names_the_aws_variables_and_shows_ranges_once() {
+    let help = |path: &[&str]| {
+        let out = Command::new(worker_binary()).env_clear().args(path).arg("--help").output().expect("run --help");
+        assert!(out.status.success(), "{path:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let no_aws: [&[&str]; 3] = [&["healthcheck"], &["completions"], &["man"]];
+    let aws: [&[&str]; 9] = [
+        &["run"],
+        &["setup"],
+        &["publish"],
+        &["doctor"],
+        &["dlq"],
+        &["dlq", "stats"],
+        &["dlq", "peek"],
+        &["dlq", "replay"],
+        &["get"],
+    ];
+    for path in no_aws {
+        assert!(help(path).contains("\nEXAMPLES:\n  student-worker "), "{path:?}");
+    }
+    for path in aws {
+        let text = help(path);
+        assert!(text.contains("\nEXAMPLES:\n  "), "{path:?}: {text}");
+        for variable in ["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+            assert!(text.contains(variable), "{path:?} does not name {variable}");
+        }
+    }
+    let run = help(&["run"]);
+    assert!(run.contains("Messages processed at once, 1–4096 [default: 32]"), "{run}");
+    assert!(run.contains("Visibility timeout asked for on each receive, 15–43200 [default: 60]"), "{run}");
+    assert_eq!(run.matches("[default: 20]").count(), 1, "each default once: {run}");
+    let doctor = help(&["doctor"]);
+    for used in ["--queue-url", "--table-name", "--dlq-url", "--visibility-timeout-seconds", "--json"] {
+        assert!(doctor.contains(used), "doctor uses {used}");
+    }
+    for unused in ["--concurrency", "--exit-when-empty", "--health-file", "--metrics-interval-seconds", "--batch-size"]
+    {
+        assert!(!doctor.contains(unused), "doctor --help lists {unused}, which doctor ignores");
+    }
+}

@@ -3,7 +3,7 @@
 //! environment variable (docs/design.md lists them), so the task definition
 //! configures it with env alone.
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::aws;
 use crate::commands::error::CommandError;
@@ -46,6 +46,59 @@ pub enum Command {
     Man(generate::ManArgs),
 }
 
+/// What every subcommand that calls AWS says of the SDK's own variables.
+const AWS_VARIABLES: &str = "AWS: region, credentials and endpoint come from the SDK's default chain: AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL (a local emulator), the ECS task role; no keys in flags.";
+
+/// Each subcommand's examples, and whether it calls AWS; `dlq`'s own after it.
+const HELP: [(&str, &str, bool); 9] = [
+    ("run", run::EXAMPLES, true),
+    ("setup", setup::EXAMPLES, true),
+    ("publish", publish::EXAMPLES, true),
+    ("healthcheck", healthcheck::EXAMPLES, false),
+    ("doctor", doctor::EXAMPLES, true),
+    ("dlq", dlq::args::EXAMPLES, true),
+    ("get", get::EXAMPLES, true),
+    ("completions", generate::COMPLETIONS_EXAMPLES, false),
+    ("man", generate::MAN_EXAMPLES, false),
+];
+const DLQ_HELP: [(&str, &str); 3] =
+    [("stats", dlq::args::STATS_EXAMPLES), ("peek", dlq::args::PEEK_EXAMPLES), ("replay", dlq::args::REPLAY_EXAMPLES)];
+
+fn after_help(examples: &str, aws: bool) -> String {
+    let examples: Vec<String> = examples.lines().map(|l| format!("  {}", l.trim_start())).collect();
+    let examples = examples.join("\n");
+    match aws {
+        true => format!("EXAMPLES:\n{examples}\n\n{AWS_VARIABLES}"),
+        false => format!("EXAMPLES:\n{examples}"),
+    }
+}
+
+/// The command line as people see it: [`Cli`] with each subcommand's
+/// examples, the ranges and defaults written from their constants, and
+/// `doctor`'s help cut to the flags it uses. Parsing, completions and the
+/// man page all use this one.
+pub fn command() -> clap::Command {
+    let mut cmd = Cli::command()
+        .mut_subcommand("run", RunArgs::describe_flags)
+        .mut_subcommand("doctor", |c| doctor::describe(RunArgs::describe_flags(c)))
+        .mut_subcommand("setup", setup::describe)
+        .mut_subcommand("dlq", dlq::args::describe);
+    for (name, examples, aws) in HELP {
+        cmd = cmd.mut_subcommand(name, |c| c.after_help(after_help(examples, aws)));
+    }
+    cmd.mut_subcommand("dlq", |mut d| {
+        for (name, examples) in DLQ_HELP {
+            d = d.mut_subcommand(name, |c| c.after_help(after_help(examples, true)));
+        }
+        d
+    })
+}
+
+/// Parses the process's arguments with [`command`]; a usage error exits 2 with clap's message.
+pub fn parse() -> Cli {
+    Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs the chosen subcommand.
 pub async fn dispatch(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
@@ -56,7 +109,17 @@ pub async fn dispatch(cli: Cli) -> Result<(), CommandError> {
         Command::Doctor(args) => doctor::doctor(&args).await,
         Command::Dlq(args) => dlq::dlq(&aws::load_sdk_config().await?, &args).await,
         Command::Get(args) => get::get(&aws::load_sdk_config().await?, &args).await,
-        Command::Completions(args) => generate::completions(args.shell, &mut Cli::command()),
-        Command::Man(_) => generate::man(&Cli::command()),
+        Command::Completions(args) => generate::completions(args.shell, &mut command()),
+        Command::Man(_) => generate::man(&command()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
     }
 }

@@ -4,8 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use clap::Parser;
-use student_worker::cli::{self, Cli};
+use student_worker::cli;
 use student_worker::commands::error::CommandError;
 use student_worker::observe::logging::{self, LogFormat, Sink};
 
@@ -39,7 +38,7 @@ fn main() -> ExitCode {
 }
 
 async fn start() -> ExitCode {
-    let mut cli = Cli::parse();
+    let mut cli = cli::parse();
     let sink = match cli.command {
         cli::Command::Run(_) => Sink::Stdout,
         _ => Sink::Stderr,

@@ -10,26 +10,24 @@ use super::output;
 
 /// `completions`' arguments.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = COMPLETIONS_EXAMPLES)]
 pub struct CompletionsArgs {
     /// The shell to complete in.
     #[arg(value_enum)]
     pub shell: Shell,
 }
 
-const COMPLETIONS_EXAMPLES: &str = "\
-EXAMPLES:
+/// `completions --help`'s examples.
+pub const COMPLETIONS_EXAMPLES: &str = "\
   student-worker completions bash > ~/.local/share/bash-completion/completions/student-worker
   student-worker completions zsh > \"${fpath[1]}/_student-worker\"
   student-worker completions fish > ~/.config/fish/completions/student-worker.fish";
 
 /// `man`'s arguments (none).
 #[derive(Debug, Clone, Args)]
-#[command(after_help = MAN_EXAMPLES)]
 pub struct ManArgs {}
 
-const MAN_EXAMPLES: &str = "\
-EXAMPLES:
+/// `man --help`'s examples.
+pub const MAN_EXAMPLES: &str = "\
   student-worker man | man -l -
   student-worker man > /usr/local/share/man/man1/student-worker.1";
 

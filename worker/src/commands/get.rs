@@ -17,7 +17,6 @@ use crate::config::error::required;
 
 /// `get`'s arguments.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = EXAMPLES)]
 pub struct GetArgs {
     /// The student's id (the item's `StudentID`).
     #[arg(value_name = "STUDENT_ID")]
@@ -30,13 +29,11 @@ pub struct GetArgs {
     pub json: bool,
 }
 
-const EXAMPLES: &str = "\
-EXAMPLES:
+/// `get --help`'s examples.
+pub const EXAMPLES: &str = "\
   student-worker get 101
   student-worker get 101 --json | jq .Name
-  DYNAMODB_TABLE_NAME=Students AWS_REGION=ap-northeast-2 student-worker get 101
-
-Uses AWS_REGION, AWS_PROFILE and AWS_ENDPOINT_URL like every AWS SDK.";
+  DYNAMODB_TABLE_NAME=Students AWS_REGION=ap-northeast-2 student-worker get 101";
 
 /// The order a person reads a record in; other attributes follow by name.
 const ORDER: [&str; 10] = [

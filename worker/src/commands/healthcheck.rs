@@ -18,6 +18,12 @@ pub struct HealthcheckArgs {
     pub health_file: Option<String>,
 }
 
+/// `healthcheck --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker healthcheck
+  WORKER_HEALTH_FILE=/data/health.json student-worker healthcheck
+  (task definition) \"healthCheck\": {\"command\": [\"CMD\", \"/student-worker\", \"healthcheck\"]}";
+
 /// The worker is not healthy; the message says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unhealthy: {0}")]

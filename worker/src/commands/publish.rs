@@ -22,7 +22,6 @@ use crate::limits::MAX_BATCH_ENTRIES;
 
 /// `publish`'s flags.
 #[derive(Debug, Clone, Args)]
-#[command(after_help = EXAMPLES)]
 pub struct PublishArgs {
     /// Queue to send to (not needed with --dry-run).
     #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
@@ -38,14 +37,12 @@ pub struct PublishArgs {
     pub dry_run: bool,
 }
 
-const EXAMPLES: &str = "\
-EXAMPLES:
+/// `publish --help`'s examples.
+pub const EXAMPLES: &str = "\
   student-worker publish events.jsonl
   student-worker publish --dry-run event.json
   echo '{\"type\":\"StudentDeleted\",\"eventId\":\"e-9\",\"studentId\":\"101\",\"version\":9}' | student-worker publish
-  student-worker publish --allow-invalid shared/samples/demo-poison.jsonl
-
-Uses AWS_REGION, AWS_PROFILE and AWS_ENDPOINT_URL like every AWS SDK.";
+  student-worker publish --allow-invalid shared/samples/demo-poison.jsonl";
 
 /// One event to send, numbered as the input counts it.
 #[derive(Debug, Clone)]

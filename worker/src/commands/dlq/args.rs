@@ -14,6 +14,25 @@ pub struct DlqArgs {
     pub command: DlqCommand,
 }
 
+/// `dlq --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker dlq stats
+  student-worker dlq peek --error-code ItemRejected
+  student-worker dlq replay --dry-run";
+/// `dlq stats --help`'s examples.
+pub const STATS_EXAMPLES: &str = "\
+  student-worker dlq stats
+  student-worker dlq stats --json | jq .by_error_code";
+/// `dlq peek --help`'s examples.
+pub const PEEK_EXAMPLES: &str = "\
+  student-worker dlq peek --max 3
+  student-worker dlq peek --json --error-code itemrejected | jq .body";
+/// `dlq replay --help`'s examples.
+pub const REPLAY_EXAMPLES: &str = "\
+  student-worker dlq replay --dry-run
+  student-worker dlq replay --error-code ItemRejected --rate 5/s
+  student-worker dlq replay --student-id 101 --to https://sqs.ap-northeast-2.amazonaws.com/123456789012/students";
+
 /// The operator's DLQ tools.
 #[derive(Debug, Clone, Subcommand)]
 pub enum DlqCommand {
@@ -25,6 +44,25 @@ pub enum DlqCommand {
     Replay(ReplayArgs),
 }
 
+/// Most dead letters `stats` looks at.
+const MAX_SCAN: u64 = 100_000;
+/// Most dead letters `peek` shows.
+const MAX_PEEK: u64 = 10_000;
+
+/// The `dlq` subcommands' flags in `cmd` with their ranges, written from the limits.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("stats", |c| {
+        c.mut_arg("scan", |a| {
+            a.help(format!(
+                "Look at up to this many dead letters to count them by code and find the oldest, 1–{MAX_SCAN}"
+            ))
+        })
+    })
+    .mut_subcommand("peek", |c| {
+        c.mut_arg("max", |a| a.help(format!("Show at most this many dead letters, 1–{MAX_PEEK}")))
+    })
+}
+
 /// `dlq stats`.
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
@@ -32,7 +70,7 @@ pub struct StatsArgs {
     #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
     /// Look at up to this many dead letters to find the oldest.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_SCAN))]
     pub scan: u64,
     /// Print one JSON object, for scripts.
     #[arg(long)]
@@ -43,7 +81,7 @@ pub struct StatsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PeekArgs {
     /// Show at most this many dead letters.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_PEEK))]
     pub max: u64,
     /// Only dead letters with this `ErrorCode` (any case), e.g. `ItemRejected`.
     #[arg(long, value_name = "CODE", value_parser = parse_error_code)]

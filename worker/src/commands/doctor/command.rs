@@ -35,6 +35,27 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// `doctor --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker doctor
+  student-worker doctor --json | jq '.checks[] | select(.status == \"fail\")'
+  AWS_PROFILE=ops AWS_REGION=ap-northeast-2 student-worker doctor";
+
+/// The flags `doctor` reads: the resources it checks. `run`'s other
+/// settings are still read from the environment, for the configuration
+/// check, but have no place in doctor's help.
+const DOCTOR_FLAGS: [&str; 5] = ["queue-url", "table-name", "dlq-url", "visibility-timeout-seconds", "json"];
+
+/// `doctor`'s help lists only the flags it uses.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    let unused: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_global_set() && a.get_long().is_some_and(|l| !DOCTOR_FLAGS.contains(&l)))
+        .map(|a| a.get_id().to_string())
+        .collect();
+    unused.iter().fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.hide(true)))
+}
+
 /// Runs every check, prints them, and fails if any check failed.
 pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
