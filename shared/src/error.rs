@@ -23,6 +23,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code.
+    pub const ALL: [ErrorCode; 5] =
+        [Self::BodyTooLarge, Self::MalformedJson, Self::InvalidEvent, Self::PatchOnDeleted, Self::ItemRejected];
+
+    /// Whether a dead letter with this code can succeed when replayed: only
+    /// when the cause lay outside its body (a rejected item, after the table
+    /// or the item's limit changed). The body alone condemns the others, and
+    /// a tombstone stays a tombstone.
+    pub fn may_succeed_on_replay(self) -> bool {
+        matches!(self, Self::ItemRejected)
+    }
+
     /// The code as it appears in the DLQ's `ErrorCode` attribute and in logs.
     pub fn as_str(self) -> &'static str {
         match self {

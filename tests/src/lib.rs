@@ -5,5 +5,6 @@ pub mod history;
 pub mod lambda_api;
 pub mod model;
 pub mod proxy;
+pub mod terminal;
 pub mod worker_process;
 pub mod world;

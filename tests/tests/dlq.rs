@@ -140,6 +140,7 @@ async fn stats_and_peek_show_dead_letters_and_lose_none() {
     let stats: Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
     assert_eq!(stats["dlq"]["counts"]["visible"], 3, "{stats}");
     assert_eq!(stats["sources"][0]["url"], w.queue_url.as_str(), "the redrive source, found by itself");
+    assert_eq!(stats["sources"][0]["redrives_here"], true, "{stats}");
     assert!(stats["oldest_age_seconds"].as_i64().is_some_and(|a| a >= 0), "{stats}");
     assert_eq!(stats["scan_complete"], true);
     assert_eq!(counts(&w, &w.dlq_url).await, (3, 0), "stats released what it looked at");
@@ -315,4 +316,88 @@ async fn replayed_events_processed_by_run_end_in_the_table() {
     let table = w.table().await;
     assert_eq!(table.keys().map(String::as_str).collect::<Vec<_>>(), ["601", "602", "603"]);
     assert_eq!(counts(&w, &w.dlq_url).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_names_only_real_sources_whatever_sqs_queue_url_says() {
+    let w = World::new().await;
+    // Another DLQ, with a source queue of its own; SQS_QUEUE_URL still names the first world's queue.
+    let other = ensure(
+        &w.sdk,
+        &SetupArgs {
+            table_name: w.table.clone(),
+            queue_name: "others".into(),
+            dlq_name: None,
+            max_receive_count: 5,
+            visibility_timeout_seconds: 60,
+        },
+    )
+    .await
+    .expect("setup of a second queue");
+    let mut cmd = dlq_command(&w);
+    cmd.env("SQS_QUEUE_URL", &w.queue_url).args(["--dlq-url", &other.dlq_url, "stats", "--json"]);
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
+    let sources = stats["sources"].as_array().expect("sources");
+    assert_eq!(sources.len(), 1, "{stats}");
+    assert_eq!((&sources[0]["url"], &sources[0]["redrives_here"]), (&other.queue_url.as_str().into(), &true.into()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_counts_by_error_code_peek_filters_by_it_and_replay_leaves_what_cannot_succeed() {
+    let w = World::new().await;
+    for (id, code) in
+        [("701", "ItemRejected"), ("702", "ItemRejected"), ("703", "InvalidEvent"), ("704", "PatchOnDeleted")]
+    {
+        dead_letter(&w, &w.dlq_url, &upsert(id, 1), code).await;
+    }
+    let mut cmd = dlq_command(&w);
+    cmd.args(["stats", "--json"]);
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stats: Value = serde_json::from_str(stdout.trim()).expect("stats JSON");
+    let by_code = &stats["by_error_code"];
+    assert_eq!(
+        (&by_code["ItemRejected"], &by_code["InvalidEvent"], &by_code["PatchOnDeleted"]),
+        (&2.into(), &1.into(), &1.into())
+    );
+    let mut cmd = dlq_command(&w);
+    cmd.arg("stats");
+    let (_, stdout) = output(cmd);
+    assert!(stdout.contains("by ErrorCode: InvalidEvent 1, ItemRejected 2, PatchOnDeleted 1"), "{stdout}");
+
+    // Any case matches; an unknown code is refused with the list.
+    let mut cmd = dlq_command(&w);
+    cmd.args(["peek", "--json", "--error-code", "invalidevent"]);
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("JSON")).collect();
+    assert_eq!(shown.len(), 1, "{stdout}");
+    assert_eq!(shown[0]["error_code"], "InvalidEvent");
+    let mut cmd = dlq_command(&w);
+    cmd.args(["peek", "--error-code", "Oops"]);
+    let (out, _) = output(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("one of BodyTooLarge, MalformedJson, InvalidEvent, PatchOnDeleted, ItemRejected"),
+        "{stderr}"
+    );
+
+    // Replay moves what can succeed, says where, and leaves the rest unless --force.
+    let mut cmd = dlq_command(&w);
+    cmd.arg("replay");
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with(&format!("replaying dead letters from {} to {}", w.dlq_url, w.queue_url)), "{stdout}");
+    assert!(stdout.contains("replay: moved 2, skipped 2, failed 0"), "{stdout}");
+    assert!(stdout.contains("2 left in the DLQ: their ErrorCode cannot succeed on replay"), "{stdout}");
+    assert_eq!(counts(&w, &w.queue_url).await.0, 2);
+    assert_eq!(counts(&w, &w.dlq_url).await, (2, 0), "the hopeless ones stay, released");
+    let mut cmd = dlq_command(&w);
+    cmd.args(["replay", "--force"]);
+    let (out, stdout) = output(cmd);
+    assert!(out.status.success() && stdout.contains("replay: moved 2, skipped 0"), "{stdout}");
+    assert_eq!(counts(&w, &w.queue_url).await.0, 4);
 }

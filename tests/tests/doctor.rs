@@ -303,3 +303,58 @@ async fn a_role_that_may_not_read_the_dlq_gets_a_warning_not_a_request_to_widen_
     }
     assert!(proxy.faults_injected("GetQueueAttributes") >= 2, "the DLQ reads went through the proxy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_endpoint_and_the_account_and_warns_when_sts_is_out_of_reach() {
+    let w = World::new().await;
+    let r = report(&doctor(&w).output().expect("run doctor"));
+    let endpoint = text(check(&r, "endpoint"), "detail");
+    assert_eq!(endpoint, format!("{} (from AWS_ENDPOINT_URL)", w.emulator.endpoint));
+    let account = check(&r, "account");
+    assert_eq!(account["status"], "pass", "{account}");
+    assert!(text(account, "detail").starts_with("123456789012 as arn:aws:"), "{account}");
+
+    // STS alone out of reach: a warning, and doctor still passes.
+    let out = doctor(&w).env("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9").output().expect("run doctor");
+    let r = report(&out);
+    assert!(out.status.success(), "{r:#}");
+    let account = check(&r, "account");
+    assert_eq!(account["status"], "warn", "{account}");
+    assert!(text(account, "cause").contains("sts:GetCallerIdentity failed"), "{account}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_value_is_not_set_and_a_queue_url_of_another_region_fails() {
+    let w = World::new().await;
+    let r = report(&doctor(&w).env("DYNAMODB_TABLE_NAME", "").output().expect("run doctor"));
+    assert_eq!(text(check(&r, "configuration"), "detail"), "DYNAMODB_TABLE_NAME is not set", "{r:#}");
+
+    // moto finds the queue by its name, so only the region differs.
+    let elsewhere = "https://sqs.us-east-1.amazonaws.com/123456789012/students";
+    let out = doctor(&w).env("SQS_QUEUE_URL", elsewhere).output().expect("run doctor");
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{r:#}");
+    let region = check(&r, "queue region");
+    assert_eq!(region["status"], "fail", "{region}");
+    assert!(text(region, "detail").contains("SQS_QUEUE_URL is in us-east-1"), "{region}");
+    assert!(text(region, "fix").contains("AWS_REGION=us-east-1"), "{region}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_pre_flight_check_is_never_followed_by_checks_passed() {
+    let w = World::new().await;
+    // DynamoDB out of reach: not a setup problem run refuses on, so it starts
+    // (and, with nothing on the queue, exits at once).
+    let out = w
+        .task_command()
+        .env("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:9")
+        .env("SQS_WAIT_TIME_SECONDS", "1")
+        .env("WORKER_EXIT_WHEN_EMPTY", "true")
+        .arg("run")
+        .output()
+        .expect("run the worker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", stderr(&out));
+    assert!(stdout.contains("pre-flight check failed; starting anyway"), "{stdout}");
+    assert!(!stdout.contains("checks passed"), "{stdout}");
+}

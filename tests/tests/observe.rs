@@ -94,6 +94,24 @@ async fn healthcheck_is_healthy_while_the_worker_runs_and_not_once_it_stopped() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_is_unhealthy_at_once() {
+    let w = World::new().await;
+    let health = health_file("health-killed");
+    let child = worker(&w, &health).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start worker");
+    until_health(&health, 0).await;
+    // SIGKILL leaves the record saying "running" with fresh progress; the
+    // check must not wait out the progress age. Reaped first: a zombie is
+    // not running either, but this is how a container's init leaves it.
+    signal(&child, "KILL");
+    let out = wait(child).await;
+    assert!(!out.status.success());
+    let check = healthcheck(&health);
+    assert_eq!(check.status.code(), Some(1), "{}", describe(&check));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("is no longer running"), "{}", describe(&check));
+    let _ = std::fs::remove_file(health);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_worker_turns_unhealthy_and_recovers_when_it_resumes() {
     let w = World::new().await;
     let health = health_file("health-frozen");

@@ -96,17 +96,9 @@ fn chains() -> Vec<Value> {
 /// The heartbeat's `(extended, failed)` from the worker's final summary line.
 fn heartbeat_stats(run: &Finished) -> (u64, u64) {
     let line = run.log_lines().into_iter().rev().find(|l| l["message"] == "worker stopped");
-    let summary = line.map(|l| l.to_string()).expect("a 'worker stopped' line");
-    let number = |key: &str| -> u64 {
-        let start = summary.find("HeartbeatStats").and_then(|h| summary[h..].find(key).map(|k| h + k + key.len()));
-        let digits: String = summary[start.expect("HeartbeatStats in the summary")..]
-            .chars()
-            .skip_while(|c| !c.is_ascii_digit())
-            .take_while(char::is_ascii_digit)
-            .collect();
-        digits.parse().unwrap_or_else(|_| panic!("no {key} in {summary}"))
-    };
-    (number("extended:"), number("failed:"))
+    let summary = line.expect("a 'worker stopped' line");
+    let number = |key: &str| summary[key].as_u64().unwrap_or_else(|| panic!("no number {key} in {summary}"));
+    (number("heartbeat_extended"), number("heartbeat_failed"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,12 @@
 //! The `student-worker` binary: parses the command line, sets up logging,
 //! hands over to the library and turns its error into the exit code.
 
+use std::io::Write;
 use std::process::ExitCode;
 
-use student_worker::cli::{self, Cli};
+use student_worker::cli;
 use student_worker::commands::error::CommandError;
-use student_worker::observe::logging::Sink;
+use student_worker::observe::logging::{self, LogFormat, Sink};
 
 /// mimalloc instead of glibc's malloc: the SDK allocates and frees many small
 /// buffers per call on several threads, and glibc's shared arenas made that
@@ -37,22 +38,31 @@ fn main() -> ExitCode {
 }
 
 async fn start() -> ExitCode {
-    let invocation = Cli::parse_args();
+    let mut invocation = cli::parse();
     // The runtimes log to stdout (CloudWatch); commands keep it for their result.
     let sink = match invocation.command {
         cli::Command::Run(_) | cli::Command::Lambda(_) => Sink::Stdout,
         _ => Sink::Stderr,
     };
-    student_worker::observe::logging::init(invocation.log_format, sink);
-    match cli::dispatch(invocation.command).await {
+    let format = logging::init(invocation.log_format, sink);
+    invocation.log_format = Some(format);
+    match cli::dispatch(invocation).await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => report(&error),
+        Err(error) => report(&error, format == LogFormat::Json && sink == Sink::Stdout),
     }
 }
 
-/// Prints the error for people (stderr) and picks the exit code.
-fn report(error: &CommandError) -> ExitCode {
-    tracing::error!(error = %error, "student-worker stopped");
-    eprintln!("error: {error}");
+/// Prints the error once for each audience and picks the exit code: the
+/// `error:` block on stderr for a person, and with JSON logs on stdout (the
+/// ECS service) one structured line in that log stream too. Nothing after a
+/// closed pipe: the reader has gone.
+fn report(error: &CommandError, log_line: bool) -> ExitCode {
+    if error.is_reported() {
+        if log_line {
+            tracing::error!(error = %error, "student-worker stopped");
+        }
+        // A closed stderr leaves nobody to tell; that is no reason to panic.
+        let _ = writeln!(std::io::stderr(), "error: {error}");
+    }
     ExitCode::from(error.exit_code())
 }

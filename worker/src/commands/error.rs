@@ -6,6 +6,7 @@
 use super::dlq::error::DlqError;
 use super::doctor::error::{DoctorFailed, PreflightError};
 use super::healthcheck::Unhealthy;
+use super::output::Unwritten;
 use crate::aws::AwsError;
 use crate::config::ConfigError;
 use crate::runtime::ecs::RunError;
@@ -45,6 +46,19 @@ pub enum CommandError {
         /// Lines SQS did not take.
         unsent: usize,
     },
+    /// `get`: the table has no item for the student, not even a tombstone.
+    #[error("no item for StudentID {student_id:?} in table {table} ({region}): the student was never written")]
+    NoItem {
+        /// The id asked for.
+        student_id: String,
+        /// The table.
+        table: String,
+        /// Its region.
+        region: String,
+    },
+    /// Stdout could not be written (or its reader has gone).
+    #[error(transparent)]
+    Output(#[from] Unwritten),
     /// Reading the input or writing the output failed.
     #[error("{what}: {source}")]
     Io {
@@ -56,12 +70,23 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// The process's exit code: 2 for a bad setting, 1 otherwise.
+    /// The process's exit code: 2 for a bad setting, 0 when the reader
+    /// closed stdout (it took what it wanted, as `| head` does), 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) => 2,
+            _ if self.closed_pipe() => 0,
             _ => 1,
         }
+    }
+
+    /// Whether there is anything to tell a person (not after a closed pipe).
+    pub fn is_reported(&self) -> bool {
+        !self.closed_pipe()
+    }
+
+    fn closed_pipe(&self) -> bool {
+        matches!(self, Self::Output(Unwritten::Closed) | Self::Dlq(DlqError::Output(Unwritten::Closed)))
     }
 }
 
@@ -77,5 +102,7 @@ mod tests {
         assert_eq!(CommandError::NotPublished { refused: 1, unsent: 0 }.exit_code(), 1);
         let io = CommandError::Io { what: "reading stdin".into(), source: std::io::Error::other("closed") };
         assert_eq!(io.to_string(), "reading stdin: closed");
+        let closed = CommandError::from(Unwritten::Closed);
+        assert_eq!((closed.exit_code(), closed.is_reported()), (0, false), "a closed pipe ends quietly");
     }
 }

@@ -6,6 +6,7 @@
 
 use clap::Args;
 
+use crate::commands::output;
 use crate::config::observe::{OFF, health_file_or_default};
 use crate::observe::health::{self, Verdict};
 
@@ -16,6 +17,12 @@ pub struct HealthcheckArgs {
     #[arg(long, env = "WORKER_HEALTH_FILE", value_name = "PATH")]
     pub health_file: Option<String>,
 }
+
+/// `healthcheck --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker healthcheck
+  WORKER_HEALTH_FILE=/data/health.json student-worker healthcheck
+  (task definition) \"healthCheck\": {\"command\": [\"CMD\", \"/student-worker\", \"healthcheck\"]}";
 
 /// The worker is not healthy; the message says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,7 +39,8 @@ pub fn healthcheck(args: &HealthcheckArgs) -> Result<(), Unhealthy> {
     let path = health_file_or_default(args.health_file.as_deref());
     match health::check(&path, std::time::SystemTime::now()) {
         Verdict::Healthy(why) => {
-            println!("healthy: {why}");
+            // A health check's reader never closes early; if it did, the verdict stands.
+            let _ = output::line(format_args!("healthy: {why}"));
             Ok(())
         }
         Verdict::Unhealthy(why) => Err(Unhealthy(why)),

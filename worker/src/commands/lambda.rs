@@ -14,6 +14,12 @@ use crate::handler::Handler;
 use crate::observe::Metrics;
 use crate::runtime::lambda::{self, Function, api};
 
+/// `lambda --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker lambda     # inside Lambda: the container image's command
+  bootstrap                 # the same binary as a zip's bootstrap (provided.al2023), no subcommand
+  scripts/package-lambda    # builds that zip (bootstrap at its root)";
+
 /// The `errorType` of an init error caused by a setting.
 const CONFIG_ERROR_TYPE: &str = "StudentWorker.ConfigError";
 

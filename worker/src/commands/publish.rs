@@ -1,11 +1,13 @@
-//! `student-worker publish`: sends events from a JSONL file (or stdin) to the
-//! queue with SendMessageBatch, 10 at a time. Each line is checked against the
-//! event contract first; refused lines are reported and not sent unless
-//! `--allow-invalid` (for exercising the DLQ). Reports every failure by line.
+//! `student-worker publish`: sends events from a file (or stdin) to the queue
+//! with SendMessageBatch, 10 at a time. The input is one JSON value (an
+//! event, pretty-printed or not, or an array of events) when the whole of it
+//! parses as one; otherwise JSON Lines, one event a line. Each event is
+//! checked against the event contract first; refused ones are reported and
+//! not sent unless `--allow-invalid` (for exercising the DLQ); `--dry-run`
+//! checks and sends nothing. Reports every failure by line or event number.
 
 use std::path::PathBuf;
 
-use aws_config::SdkConfig;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use clap::Args;
 use student_shared::decode;
@@ -14,24 +16,35 @@ use tokio::io::AsyncReadExt;
 
 use super::error::CommandError;
 use crate::aws::error::{AwsError, Kind, Resource};
-use crate::aws::region_of;
+use crate::aws::{self, region_of};
+use crate::config::error::required;
 use crate::limits::MAX_BATCH_ENTRIES;
 
 /// `publish`'s flags.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
-    /// Queue to send to.
+    /// Queue to send to (not needed with --dry-run).
     #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
-    pub queue_url: String,
-    /// JSONL file, one event per line; `-` for stdin.
+    pub queue_url: Option<String>,
+    /// JSON Lines (one event a line), one JSON event, or a JSON array of events; `-` for stdin.
     #[arg(default_value = "-")]
     pub file: PathBuf,
-    /// Send lines that break the event contract too (to exercise the DLQ).
+    /// Send events that break the event contract too (to exercise the DLQ).
     #[arg(long)]
     pub allow_invalid: bool,
+    /// Check every event against the contract and send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
-/// One line to send.
+/// `publish --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker publish events.jsonl
+  student-worker publish --dry-run event.json
+  echo '{\"type\":\"StudentDeleted\",\"eventId\":\"e-9\",\"studentId\":\"101\",\"version\":9}' | student-worker publish
+  student-worker publish --allow-invalid shared/samples/demo-poison.jsonl";
+
+/// One event to send, numbered as the input counts it.
 #[derive(Debug, Clone)]
 struct Line {
     number: usize,
@@ -40,20 +53,51 @@ struct Line {
     event_id: Option<String>,
 }
 
-/// Sends the file's events; fails if any line was refused or not sent.
-pub async fn publish(sdk: &SdkConfig, args: &PublishArgs) -> Result<(), CommandError> {
+/// How the input was read: what its numbers count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    /// JSON Lines: line numbers.
+    Lines,
+    /// One JSON event, or an array of them: event numbers (1 for a single one).
+    Events,
+}
+
+impl Shape {
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Lines => "line",
+            Self::Events => "event",
+        }
+    }
+}
+
+/// Sends the input's events; fails if any was refused or not sent.
+pub async fn publish(args: &PublishArgs) -> Result<(), CommandError> {
     let text = read_input(&args.file).await?;
-    let (lines, refused) = check_lines(&text, args.allow_invalid);
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    let fifo = args.queue_url.ends_with(".fifo");
+    let (shape, bodies) = split(&text);
+    let (lines, refused) = check_lines(shape, &bodies, args.allow_invalid);
+    if shape == Shape::Lines && lines.is_empty() && refused > 0 {
+        hint(&text);
+    }
+    if args.dry_run {
+        eprintln!("dry run: {} of {} events valid; nothing sent", lines.len(), lines.len() + refused);
+        return match refused {
+            0 => Ok(()),
+            _ => Err(CommandError::NotPublished { refused, unsent: 0 }),
+        };
+    }
+    let queue_url = required(&args.queue_url, "SQS_QUEUE_URL", "queue-url", "the queue's URL")?;
+    let sdk = aws::load_sdk_config().await?;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let fifo = queue_url.ends_with(".fifo");
     let mut failed = Vec::new();
     for batch in batches(&lines) {
-        failed.extend(send_batch(&sqs, &args.queue_url, batch, fifo, &region_of(sdk)).await?);
+        failed.extend(send_batch(&sqs, &queue_url, batch, fifo, &region_of(&sdk)).await?);
     }
     let sent = lines.len() - failed.len();
-    eprintln!("published {sent} of {} events to {}", lines.len() + refused, args.queue_url);
+    eprintln!("published {sent} of {} events to {queue_url}", lines.len() + refused);
     for (line, reason) in &failed {
-        eprintln!("line {line}: not sent: {reason}");
+        eprintln!("{} {line}: not sent: {reason}", shape.unit());
     }
     if refused + failed.len() > 0 {
         return Err(CommandError::NotPublished { refused, unsent: failed.len() });
@@ -71,25 +115,54 @@ async fn read_input(file: &PathBuf) -> Result<String, CommandError> {
     read.map_err(|source| CommandError::Io { what: format!("reading {}", file.display()), source })
 }
 
-/// Parses lines (blank ones skipped); prints and counts refusals.
-fn check_lines(text: &str, allow_invalid: bool) -> (Vec<Line>, usize) {
+/// The input's events, numbered: the whole of it when it parses as one
+/// JSON value (an array's elements each, or one event), else its non-blank
+/// lines (JSON Lines).
+fn split(text: &str) -> (Shape, Vec<(usize, String)>) {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(events)) => {
+            (Shape::Events, events.iter().enumerate().map(|(i, e)| (i + 1, e.to_string())).collect())
+        }
+        Ok(event @ serde_json::Value::Object(_)) => (Shape::Events, vec![(1, event.to_string())]),
+        _ => {
+            let lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+            (Shape::Lines, lines.map(|(i, l)| (i + 1, l.to_owned())).collect())
+        }
+    }
+}
+
+/// When no line was an event: says what the input is not, and where the
+/// whole of it stopped being JSON.
+fn hint(text: &str) {
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(text) {
+        eprintln!(
+            "hint: the input is neither JSON Lines (one event a line) nor one JSON event or array of events; read as one JSON value it breaks at line {}, column {}: {e}",
+            e.line(),
+            e.column()
+        );
+    }
+}
+
+/// Checks each body against the contract; prints and counts refusals.
+fn check_lines(shape: Shape, bodies: &[(usize, String)], allow_invalid: bool) -> (Vec<Line>, usize) {
+    let unit = shape.unit();
     let mut lines = Vec::new();
     let mut refused = 0;
-    for (i, body) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let number = i + 1;
+    for (number, body) in bodies {
+        let number = *number;
         let (student_id, event_id) = match decode(body.as_bytes()) {
             Ok(d) => (Some(d.event.student_id), Some(d.event.event_id)),
             Err(e) if allow_invalid => {
-                eprintln!("line {number}: sending anyway (--allow-invalid): {e}");
+                eprintln!("{unit} {number}: sending anyway (--allow-invalid): {e}");
                 (None, None)
             }
             Err(e) => {
-                eprintln!("line {number}: refused: {e}");
+                eprintln!("{unit} {number}: refused: {e}");
                 refused += 1;
                 continue;
             }
         };
-        lines.push(Line { number, body: body.to_owned(), student_id, event_id });
+        lines.push(Line { number, body: body.clone(), student_id, event_id });
     }
     (lines, refused)
 }
@@ -155,6 +228,16 @@ mod tests {
 
     fn line(number: usize, len: usize) -> Line {
         Line { number, body: "x".repeat(len), student_id: None, event_id: None }
+    }
+
+    #[test]
+    fn one_json_value_is_read_whole_and_anything_else_by_line() {
+        let pretty = "{\n  \"type\": \"StudentDeleted\",\n  \"version\": 1\n}\n";
+        assert_eq!(split(pretty), (Shape::Events, vec![(1, r#"{"type":"StudentDeleted","version":1}"#.to_owned())]));
+        let (shape, events) = split("[{\"a\":1},\n {\"b\":2}]");
+        assert_eq!((shape, events.len()), (Shape::Events, 2));
+        let (shape, lines) = split("{\"a\":1}\n\n{\"b\":2}\n");
+        assert_eq!((shape, lines.iter().map(|(n, _)| *n).collect::<Vec<_>>()), (Shape::Lines, vec![1, 3]));
     }
 
     #[test]

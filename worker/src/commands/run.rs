@@ -10,6 +10,12 @@ use crate::observe::observer;
 use crate::runtime::ecs;
 use crate::shutdown;
 
+/// `run --help`'s examples.
+pub const EXAMPLES: &str = "\
+  eval \"$(student-worker setup | sed 's/^/export /')\" && student-worker run
+  SQS_WAIT_TIME_SECONDS=1 student-worker run --exit-when-empty
+  LOG_FORMAT=json student-worker run | jq 'select(.outcome == \"invalid\")'";
+
 /// Runs the worker with `args` until a signal, a fatal error or (with
 /// `WORKER_EXIT_WHEN_EMPTY`) an empty queue.
 pub async fn run(args: &RunArgs) -> Result<(), CommandError> {

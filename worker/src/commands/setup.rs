@@ -12,6 +12,7 @@ use clap::Args;
 use student_shared::item::attr::STUDENT_ID;
 
 use super::error::CommandError;
+use super::output;
 use crate::aws::error::{AwsError, Kind, Resource};
 use crate::aws::region_of;
 use crate::aws::table::key_schema_mismatch;
@@ -20,6 +21,23 @@ use crate::limits::MAX_VISIBILITY_TIMEOUT_SECONDS;
 
 /// The DLQ keeps messages for the SQS maximum, 14 days, to give operators time.
 const DLQ_RETENTION_SECONDS: &str = "1209600";
+
+/// SQS's largest redrive `maxReceiveCount`.
+const MAX_RECEIVE_COUNT: u32 = 1000;
+/// The redrive `maxReceiveCount` unless asked otherwise (the retry budget in docs/reliability.md assumes it).
+const DEFAULT_MAX_RECEIVE_COUNT: u32 = 5;
+
+/// `setup`'s flags in `cmd` with their ranges, written from the limits.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    cmd.mut_arg("max_receive_count", |a| {
+        a.help(format!("Receives before SQS moves a message to the DLQ, 1–{MAX_RECEIVE_COUNT}"))
+    })
+    .mut_arg("visibility_timeout_seconds", |a| {
+        a.help(format!(
+            "The queue's default visibility timeout, 0–{MAX_VISIBILITY_TIMEOUT_SECONDS} (`run` asks for its own on each receive)"
+        ))
+    })
+}
 
 /// `setup`'s flags.
 #[derive(Debug, Clone, Args)]
@@ -34,7 +52,7 @@ pub struct SetupArgs {
     #[arg(long)]
     pub dlq_name: Option<String>,
     /// Receives before SQS moves a message to the DLQ.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = DEFAULT_MAX_RECEIVE_COUNT, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_RECEIVE_COUNT)))]
     pub max_receive_count: u32,
     /// The queue's default visibility timeout (`run` asks for its own on each receive).
     #[arg(long, default_value_t = DEFAULT_VISIBILITY_TIMEOUT_SECONDS, value_parser = clap::value_parser!(i32).range(0..=i64::from(MAX_VISIBILITY_TIMEOUT_SECONDS)))]
@@ -61,12 +79,18 @@ pub struct SetupOutput {
     pub dlq_url: String,
 }
 
+/// `setup --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker setup
+  export $(student-worker setup)
+  student-worker setup --queue-name students.fifo --max-receive-count 10";
+
 /// Runs `setup` and prints `DYNAMODB_TABLE_NAME=…`, `SQS_QUEUE_URL=…`, `SQS_DLQ_URL=…`.
 pub async fn setup(sdk: &SdkConfig, args: &SetupArgs) -> Result<(), CommandError> {
     let out = ensure(sdk, args).await?;
-    println!("DYNAMODB_TABLE_NAME={}", out.table_name);
-    println!("SQS_QUEUE_URL={}", out.queue_url);
-    println!("SQS_DLQ_URL={}", out.dlq_url);
+    output::line(format_args!("DYNAMODB_TABLE_NAME={}", out.table_name))?;
+    output::line(format_args!("SQS_QUEUE_URL={}", out.queue_url))?;
+    output::line(format_args!("SQS_DLQ_URL={}", out.dlq_url))?;
     Ok(())
 }
 

@@ -20,6 +20,9 @@ pub fn given(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// The problem of a setting that has no value.
+pub const NOT_SET: &str = "is not set";
+
 /// A required text setting; `what` says what to set it to.
 pub fn required(
     value: &Option<String>,
@@ -32,7 +35,7 @@ pub fn required(
         None => Err(ConfigError {
             variable,
             flag,
-            problem: "is not set".into(),
+            problem: NOT_SET.into(),
             fix: format!("set {variable} (or --{flag}) to {what}"),
         }),
     }

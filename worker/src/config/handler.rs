@@ -25,12 +25,27 @@ pub struct HandlerArgs {
     /// Dead-letter queue URL: invalid messages are forwarded here at once.
     #[arg(long, env = "SQS_DLQ_URL", value_name = "URL")]
     pub dlq_url: Option<String>,
-    /// Messages processed at once, 1–4096 [default: 32].
+    /// Messages processed at once.
     #[arg(long, env = "WORKER_CONCURRENCY", value_name = "N")]
     pub concurrency: Option<String>,
-    /// Longest a deferred patch is hidden before it comes back, 1–43200 [default: 900].
+    /// Longest a deferred patch is hidden before it comes back.
     #[arg(long, env = "WORKER_MAX_DEFER_SECONDS", value_name = "SECONDS")]
     pub max_defer_seconds: Option<String>,
+}
+
+/// The handler's flags in `cmd` with their ranges and defaults, written from
+/// the constants above so the help never drifts from what is enforced.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    let help = [
+        ("concurrency", format!("Messages processed at once, 1–{MAX_CONCURRENCY} [default: {DEFAULT_CONCURRENCY}]")),
+        (
+            "max_defer_seconds",
+            format!(
+                "Longest a deferred patch is hidden before it comes back, 1–{MAX_VISIBILITY_TIMEOUT_SECONDS} [default: {DEFAULT_MAX_DEFER_SECONDS}]"
+            ),
+        ),
+    ];
+    help.into_iter().fold(cmd, |cmd, (flag, text)| cmd.mut_arg(flag, |a| a.help(text)))
 }
 
 /// The validated handler settings.

@@ -13,9 +13,16 @@ pub struct LambdaArgs {
     /// The table, the DLQ, concurrency and the deferral cap (as for `run`).
     #[command(flatten)]
     pub handler: HandlerArgs,
-    /// CloudWatch namespace of the metrics [default: StudentWorker].
+    /// CloudWatch namespace of the metrics.
     #[arg(long, env = "WORKER_METRICS_NAMESPACE", value_name = "NAMESPACE")]
     pub metrics_namespace: Option<String>,
+}
+
+impl LambdaArgs {
+    /// `lambda`'s flags in `cmd` with their ranges and defaults (as `run` shows them).
+    pub fn describe_flags(cmd: clap::Command) -> clap::Command {
+        super::observe::describe_namespace(super::handler::describe(cmd))
+    }
 }
 
 /// Validated configuration of `lambda`.

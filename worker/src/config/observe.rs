@@ -29,18 +29,52 @@ pub const MAX_HEALTH_MAX_AGE_SECONDS: u64 = 86_400;
 /// The metrics and health flags of `run`, read as text like its others.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ObserveArgs {
-    /// Health file for `healthcheck`, or `off` [default: /tmp/student-worker-health.json].
+    /// Health file for `healthcheck`, or `off`.
     #[arg(long, env = "WORKER_HEALTH_FILE", value_name = "PATH")]
     pub health_file: Option<String>,
-    /// Seconds without progress before `healthcheck` fails [default: 90, from the wait and visibility].
+    /// Seconds without progress before `healthcheck` fails.
     #[arg(long, env = "WORKER_HEALTH_MAX_AGE_SECONDS", value_name = "SECONDS")]
     pub health_max_age_seconds: Option<String>,
-    /// EMF metrics line every this many seconds, 0 for none [default: 60].
+    /// EMF metrics line every this many seconds, 0 for none.
     #[arg(long, env = "WORKER_METRICS_INTERVAL_SECONDS", value_name = "SECONDS")]
     pub metrics_interval_seconds: Option<String>,
-    /// CloudWatch namespace of the metrics [default: StudentWorker].
+    /// CloudWatch namespace of the metrics.
     #[arg(long, env = "WORKER_METRICS_NAMESPACE", value_name = "NAMESPACE")]
     pub metrics_namespace: Option<String>,
+}
+
+/// The metrics and health flags in `cmd` with their ranges and defaults,
+/// written from the constants above and, for the health limit, `run`'s
+/// default wait and visibility.
+pub fn describe(cmd: clap::Command, wait_seconds: i32, visibility_seconds: i32) -> clap::Command {
+    let default_age = default_max_age(wait_seconds, visibility_seconds);
+    let help = [
+        ("health_file", format!("Health file for `healthcheck`, or `{OFF}` [default: {DEFAULT_HEALTH_FILE}]")),
+        (
+            "health_max_age_seconds",
+            format!(
+                "Seconds without progress before `healthcheck` fails: at least 2 × wait + {}, at most {MAX_HEALTH_MAX_AGE_SECONDS} [default: the larger of that and the visibility timeout, + {HEALTH_MARGIN_SECONDS}: {default_age} with the other defaults]",
+                SQS_ATTEMPT_SLACK.as_secs() + 1
+            ),
+        ),
+        (
+            "metrics_interval_seconds",
+            format!(
+                "One EMF metrics line every this many seconds, 0 for none, at most {MAX_METRICS_INTERVAL_SECONDS}; with JSON logs only [default: {DEFAULT_METRICS_INTERVAL_SECONDS}]"
+            ),
+        ),
+    ];
+    let cmd = help.into_iter().fold(cmd, |cmd, (flag, text)| cmd.mut_arg(flag, |a| a.help(text)));
+    describe_namespace(cmd)
+}
+
+/// The metrics namespace flag in `cmd` with its limit and default (`run` and `lambda`).
+pub fn describe_namespace(cmd: clap::Command) -> clap::Command {
+    cmd.mut_arg("metrics_namespace", |a| {
+        a.help(format!(
+            "CloudWatch namespace of the metrics, 1–{MAX_NAMESPACE_LEN} characters [default: {DEFAULT_NAMESPACE}]"
+        ))
+    })
 }
 
 /// Metrics and health settings of `run`.

@@ -35,19 +35,19 @@ pub struct RunArgs {
     /// The table, the DLQ, concurrency and the deferral cap (shared with `lambda`).
     #[command(flatten)]
     pub handler: HandlerArgs,
-    /// Long-poll wait, 0–20 [default: 20].
+    /// Long-poll wait.
     #[arg(long, env = "SQS_WAIT_TIME_SECONDS", value_name = "SECONDS")]
     pub wait_time_seconds: Option<String>,
-    /// Messages per receive, 1–10 [default: 10].
+    /// Messages per receive.
     #[arg(long, env = "SQS_BATCH_SIZE", value_name = "N")]
     pub batch_size: Option<String>,
-    /// Visibility timeout asked for on each receive [default: 60].
+    /// Visibility timeout asked for on each receive.
     #[arg(long, env = "SQS_VISIBILITY_TIMEOUT_SECONDS", value_name = "SECONDS")]
     pub visibility_timeout_seconds: Option<String>,
-    /// The visibility heartbeat keeps a message invisible at most this long after its receive; 0: off [default: 300].
+    /// The visibility heartbeat keeps a message invisible at most this long after its receive.
     #[arg(long, env = "WORKER_MAX_VISIBILITY_EXTENSION_SECONDS", value_name = "SECONDS")]
     pub max_visibility_extension_seconds: Option<String>,
-    /// Drain budget after SIGTERM, below ECS `stopTimeout` [default: 25].
+    /// Drain budget after SIGTERM.
     #[arg(long, env = "WORKER_SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
     pub shutdown_grace_seconds: Option<String>,
     /// Exit 0 once the queue is empty and nothing is in flight (demos, batch jobs).
@@ -56,6 +56,45 @@ pub struct RunArgs {
     /// Metrics and health.
     #[command(flatten)]
     pub observe: ObserveArgs,
+}
+
+impl RunArgs {
+    /// `run`'s flags in `cmd` with their ranges and defaults, written from
+    /// the constants above so the help never drifts from what is enforced.
+    pub fn describe_flags(cmd: clap::Command) -> clap::Command {
+        describe(cmd)
+    }
+}
+
+fn describe(cmd: clap::Command) -> clap::Command {
+    let help = [
+        (
+            "wait_time_seconds",
+            format!("Long-poll wait, 0–{MAX_WAIT_TIME_SECONDS} [default: {DEFAULT_WAIT_TIME_SECONDS}]"),
+        ),
+        ("batch_size", format!("Messages per receive, 1–{MAX_BATCH_SIZE} [default: {DEFAULT_BATCH_SIZE}]")),
+        (
+            "visibility_timeout_seconds",
+            format!(
+                "Visibility timeout asked for on each receive, {MIN_VISIBILITY_TIMEOUT_SECONDS}–{MAX_VISIBILITY_TIMEOUT_SECONDS} [default: {DEFAULT_VISIBILITY_TIMEOUT_SECONDS}]"
+            ),
+        ),
+        (
+            "max_visibility_extension_seconds",
+            format!(
+                "The visibility heartbeat keeps a message invisible at most this long after its receive: 0 (off) or from the visibility timeout to {MAX_VISIBILITY_TIMEOUT_SECONDS} [default: {DEFAULT_MAX_VISIBILITY_EXTENSION_SECONDS}]"
+            ),
+        ),
+        (
+            "shutdown_grace_seconds",
+            format!(
+                "Drain budget after SIGTERM, below ECS `stopTimeout`, 0–{MAX_SHUTDOWN_GRACE_SECONDS} [default: {DEFAULT_SHUTDOWN_GRACE_SECONDS}]"
+            ),
+        ),
+    ];
+    let cmd = help.into_iter().fold(cmd, |cmd, (flag, text)| cmd.mut_arg(flag, |a| a.help(text)));
+    let cmd = super::handler::describe(cmd);
+    super::observe::describe(cmd, DEFAULT_WAIT_TIME_SECONDS, DEFAULT_VISIBILITY_TIMEOUT_SECONDS)
 }
 
 /// Validated configuration of `run`.
@@ -199,7 +238,8 @@ mod tests {
     #[test]
     fn the_help_shows_the_defaults_the_code_uses() {
         use clap::Args as _;
-        let help = RunArgs::augment_args(clap::Command::new("run")).render_long_help().to_string();
+        let help =
+            RunArgs::describe_flags(RunArgs::augment_args(clap::Command::new("run"))).render_long_help().to_string();
         for (flag, default) in [
             ("concurrency", DEFAULT_CONCURRENCY.to_string()),
             ("wait-time-seconds", DEFAULT_WAIT_TIME_SECONDS.to_string()),

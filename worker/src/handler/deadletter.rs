@@ -11,8 +11,10 @@ use student_shared::ContractError;
 use super::message::Message;
 use crate::limits::MAX_MESSAGE_ATTRIBUTES;
 
+/// The attribute naming why a message was dead-lettered.
+pub const ERROR_CODE: &str = "ErrorCode";
 /// The attributes a dead letter gets.
-pub const ERROR_ATTRIBUTES: [&str; 5] = ["ErrorCode", "ErrorMessage", "FailedAt", "SourceQueue", "ReceiveCount"];
+pub const ERROR_ATTRIBUTES: [&str; 5] = [ERROR_CODE, "ErrorMessage", "FailedAt", "SourceQueue", "ReceiveCount"];
 /// FIFO group of a dead letter with no group of its own and no `studentId`.
 pub const FALLBACK_GROUP: &str = "invalid";
 
@@ -26,7 +28,7 @@ pub fn attributes(
     failed_at: &str,
 ) -> HashMap<String, MessageAttributeValue> {
     let ours = [
-        ("ErrorCode", "String", error.code().as_str().to_owned()),
+        (ERROR_CODE, "String", error.code().as_str().to_owned()),
         ("ErrorMessage", "String", error.dlq_message()),
         ("FailedAt", "String", failed_at.to_owned()),
         ("SourceQueue", "String", source_queue.to_owned()),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
+use student_shared::limits::{MAX_EVENT_ID_CHARS, MAX_STUDENT_ID_CHARS, MAX_VERSION};
 use student_shared::{ContractError, Decoded, decode};
 
 use super::trace;
@@ -64,6 +65,17 @@ impl<D: Deadline + ?Sized> Deadline for Arc<D> {
     }
 }
 
+/// Who a message is about, as far as its body tells.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ids {
+    /// `studentId`.
+    pub student_id: Option<String>,
+    /// `eventId`.
+    pub event_id: Option<String>,
+    /// `version`, when it is a valid one.
+    pub version: Option<u64>,
+}
+
 /// One message with its decoded event (or why it has none) and its deadline.
 #[derive(Debug)]
 pub struct Work<L> {
@@ -85,6 +97,36 @@ impl<L> Work<L> {
     /// The event's `studentId`, when it decoded.
     pub fn student_id(&self) -> Option<&str> {
         self.decoded.as_ref().ok().map(|d| d.event.student_id.as_str())
+    }
+
+    /// What the body says of itself, for the log: the decoded event's ids,
+    /// or for a refused body whose JSON parsed, whichever of `studentId`,
+    /// `eventId` and a valid `version` it has (a version out of range is
+    /// left out rather than logged as something it is not).
+    pub fn ids(&self) -> Ids {
+        if let Ok(d) = &self.decoded {
+            let e = &d.event;
+            return Ids {
+                student_id: Some(e.student_id.clone()),
+                event_id: Some(e.event_id.clone()),
+                version: Some(e.version),
+            };
+        }
+        let Ok(serde_json::Value::Object(body)) = serde_json::from_str(&self.message.body) else {
+            return Ids::default();
+        };
+        // Only what fits the contract's limits: a refused body may carry anything.
+        let text = |name: &str, most: usize| {
+            let value = body.get(name).and_then(serde_json::Value::as_str)?;
+            let fits = (1..=most).contains(&value.chars().count()) && !value.chars().any(char::is_control);
+            fits.then(|| value.to_owned())
+        };
+        let version = body.get("version").and_then(serde_json::Value::as_u64).filter(|v| (1..=MAX_VERSION).contains(v));
+        Ids {
+            student_id: text("studentId", MAX_STUDENT_ID_CHARS),
+            event_id: text("eventId", MAX_EVENT_ID_CHARS),
+            version,
+        }
     }
 
     /// The event's `version`, when it decoded (0 sorts an undecodable message first).

@@ -171,30 +171,38 @@ impl OutcomeCounts {
     }
 }
 
-/// The one line per message outcome (no personal fields).
+/// The one line per message outcome (no personal fields). Its message is the
+/// outcome, so a person reads `applied` or `deferred` first; the fields name
+/// the message, and for an invalid body whose JSON parsed, the ids it has.
 fn log_outcome<L>(work: &Work<L>, handled: &Handled, outcome: Outcome) {
-    let event = work.decoded.as_ref().ok().map(|d| &d.event);
+    let ids = work.ids();
     let elapsed_ms = u64::try_from(work.message.received_at.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let refusal = match &handled.decision {
-        Decision::DeadLetter(refusal) if outcome == Outcome::Invalid => Some(refusal),
-        _ => None,
+    let (error_code, reason, defer_seconds) = match &handled.decision {
+        Decision::DeadLetter(refusal) if outcome == Outcome::Invalid => {
+            (Some(refusal.code().as_str()), Some(refusal.to_string()), None)
+        }
+        Decision::Defer { seconds, waits_for_version } => {
+            (None, Some(format!("its predecessor, version {waits_for_version}, is not stored yet")), Some(*seconds))
+        }
+        _ => (None, None, None),
     };
-    let reason = refusal.map(ToString::to_string);
     let throttled_by = (!handled.throttle_reasons.is_empty()).then(|| handled.throttle_reasons.join(","));
     tracing::info!(
         message_id = %work.message.message_id,
-        student_id = event.map_or("", |e| e.student_id.as_str()),
-        event_id = event.map_or("", |e| e.event_id.as_str()),
-        version = event.map_or(0, |e| e.version),
+        student_id = ids.student_id.as_deref(),
+        event_id = ids.event_id.as_deref(),
+        version = ids.version,
         outcome = outcome.as_str(),
         attempts = handled.attempts,
         elapsed_ms,
         receive_count = work.message.receive_count,
-        error_code = refusal.map(|r| r.code().as_str()),
+        error_code,
         reason = reason.as_deref(),
+        defer_seconds,
         trace_id = work.message.trace_id(),
         throttle_reasons = throttled_by.as_deref(),
-        "message"
+        "{}",
+        outcome.as_str()
     );
 }
 

@@ -107,8 +107,27 @@ pub fn check(path: &Path, now: SystemTime) -> Verdict {
         Err(e) => return Verdict::Unhealthy(format!("cannot read the health file {}: {e}", path.display())),
     };
     match serde_json::from_str::<Health>(&text) {
+        Ok(health) if health.state == State::Running && !process_runs(health.pid) => Verdict::Unhealthy(format!(
+            "the worker (pid {}) is no longer running (killed or crashed before it could record why); see its last logs",
+            health.pid
+        )),
         Ok(health) => health.verdict(now),
         Err(e) => Verdict::Unhealthy(format!("the health file {} is not a worker health record: {e}", path.display())),
+    }
+}
+
+/// Whether process `pid` runs, seen from this pid namespace (the health
+/// check runs in the worker's container): its `/proc` entry exists and it
+/// is not a zombie. Without `/proc` to ask, it is taken to run, and the
+/// progress age decides.
+fn process_runs(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (name) S ...`: the state follows the last `)` (a name may hold one).
+        Ok(stat) => stat.rsplit_once(')').is_none_or(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 
@@ -246,9 +265,14 @@ mod tests {
         let path = dir.join("health.json");
         let _ = std::fs::remove_file(&path);
         assert!(matches!(check(&path, SystemTime::now()), Verdict::Unhealthy(s) if s.contains("no health file")));
-        let (h, now) = health(State::Running, Duration::from_secs(1));
+        let (mut h, now) = health(State::Running, Duration::from_secs(1));
+        h.pid = std::process::id();
         write(&path, &h).expect("write");
         assert!(matches!(check(&path, now), Verdict::Healthy(_)));
+        // A record of a process that no longer runs is unhealthy at once.
+        h.pid = u32::MAX;
+        write(&path, &h).expect("write");
+        assert!(matches!(check(&path, now), Verdict::Unhealthy(s) if s.contains("no longer running")));
         std::fs::write(&path, "{}").expect("write");
         assert!(matches!(check(&path, now), Verdict::Unhealthy(s) if s.contains("not a worker health record")));
         let _ = std::fs::remove_dir_all(dir);

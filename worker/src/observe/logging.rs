@@ -1,7 +1,10 @@
-//! Log output: JSON lines on stdout for CloudWatch (`LOG_FORMAT=json`, the
-//! default) or text for people; the level filter comes from `RUST_LOG`.
+//! Log output by audience: text for a person at a terminal, JSON lines for
+//! machines (ECS's awslogs pipe, CloudWatch Logs Insights, any other pipe or
+//! file); `LOG_FORMAT` overrides the choice. Colour only at a terminal and
+//! never with `NO_COLOR`. The level filter comes from `RUST_LOG`.
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
@@ -26,8 +29,41 @@ pub enum Sink {
     Stderr,
 }
 
-/// Installs the global subscriber. `RUST_LOG` defaults to `info`.
-pub fn init(format: LogFormat, sink: Sink) {
+impl Sink {
+    /// Whether the stream is a terminal.
+    pub fn is_terminal(self) -> bool {
+        match self {
+            Self::Stdout => std::io::stdout().is_terminal(),
+            Self::Stderr => std::io::stderr().is_terminal(),
+        }
+    }
+}
+
+/// The format chosen when none is asked for: text for a person at a
+/// terminal, JSON for anything else.
+pub fn default_format(terminal: bool) -> LogFormat {
+    if terminal { LogFormat::Text } else { LogFormat::Json }
+}
+
+/// Whether colour is wanted on a stream: only at a terminal, and not when
+/// `NO_COLOR` is set to anything but the empty string (no-color.org).
+pub fn colour(terminal: bool) -> bool {
+    terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The format the process logs in, once [`init`] chose it.
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The format log lines are written in: what [`init`] chose, JSON before
+/// (or without) it, as for the worker run inside a test process.
+pub fn format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or_default()
+}
+
+/// Installs the global subscriber writing to `sink` in `format` (or the
+/// one [`default_format`] picks for it) and returns the format in use.
+/// `RUST_LOG` defaults to `info`.
+pub fn init(format: Option<LogFormat>, sink: Sink) -> LogFormat {
     let filter = match EnvFilter::try_from_default_env() {
         Ok(filter) => filter,
         Err(e) => {
@@ -37,17 +73,33 @@ pub fn init(format: LogFormat, sink: Sink) {
             EnvFilter::new("info")
         }
     };
-    let (writer, terminal) = match sink {
-        Sink::Stdout => (BoxMakeWriter::new(std::io::stdout), std::io::stdout().is_terminal()),
-        Sink::Stderr => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
+    let terminal = sink.is_terminal();
+    let format = *FORMAT.get_or_init(|| format.unwrap_or_else(|| default_format(terminal)));
+    let writer = match sink {
+        Sink::Stdout => BoxMakeWriter::new(std::io::stdout),
+        Sink::Stderr => BoxMakeWriter::new(std::io::stderr),
     };
-    // Colours only for a person at a terminal, never into files or CloudWatch.
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_ansi(terminal);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     // A second init (tests run several workers in one process) is harmless.
     let _ = match format {
         // The current span carries context such as a Lambda invocation's
         // `request_id` (as `span.request_id`); the ECS runtime opens none.
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => {
+            builder.json().with_ansi(false).flatten_event(true).with_current_span(true).with_span_list(false).try_init()
+        }
+        LogFormat::Text => builder.with_ansi(colour(terminal)).with_target(false).try_init(),
     };
+    format
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_gets_text_and_anything_else_json() {
+        assert_eq!(default_format(true), LogFormat::Text);
+        assert_eq!(default_format(false), LogFormat::Json);
+        assert!(!colour(false), "never colour into a pipe or a file");
+    }
 }

@@ -1,6 +1,6 @@
 //! What `run` shows the platform besides its logs: EMF metrics on stdout
-//! ([`super::metrics`]) and the health file `healthcheck` reads
-//! ([`super::health`]), as `ObserveConfig` turns them on.
+//! ([`super::metrics`], with JSON logs only) and the health file
+//! `healthcheck` reads ([`super::health`]), as `ObserveConfig` turns them on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::health::{self, Reporter};
+use super::logging::{self, LogFormat};
 use super::metrics::{Emitter, Metrics};
 use crate::aws::AwsError;
 use crate::config::ConfigError;
@@ -27,7 +28,10 @@ impl Observer {
     /// metrics' dimension is `queue_url`'s queue name.
     pub fn start(observe: &ObserveConfig, metrics: &Arc<Metrics>, queue_url: &str) -> Self {
         let stop = CancellationToken::new();
-        let emitter = observe.metrics_interval.map(|interval| {
+        // EMF lines are JSON for CloudWatch; they go with JSON logs only, not
+        // into a person's terminal between text lines.
+        let emf = logging::format() == LogFormat::Json;
+        let emitter = observe.metrics_interval.filter(|_| emf).map(|interval| {
             let emitter = Emitter::new(Arc::clone(metrics), &observe.metrics_namespace, queue_url);
             tokio::spawn(emit(emitter, interval, stop.clone()))
         });

@@ -29,7 +29,12 @@ impl FatalSlot {
         if let Ok(mut slot) = self.error.lock()
             && slot.is_none()
         {
-            tracing::error!(error = %error, "fatal: stopping; in-flight messages are released");
+            // The cause and its fix are printed once, when the run ends.
+            tracing::error!(
+                code = error.code_or_kind(),
+                action = error.action,
+                "fatal: stopping; in-flight messages are released"
+            );
             *slot = Some(error);
         }
         self.stop.cancel();

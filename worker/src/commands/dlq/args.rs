@@ -1,6 +1,7 @@
 //! `student-worker dlq`'s command line: `stats`, `peek`, `replay`.
 
 use clap::{Args, Subcommand};
+use student_shared::ErrorCode;
 
 /// `dlq`'s flags.
 #[derive(Debug, Clone, Args)]
@@ -13,6 +14,25 @@ pub struct DlqArgs {
     pub command: DlqCommand,
 }
 
+/// `dlq --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker dlq stats
+  student-worker dlq peek --error-code ItemRejected
+  student-worker dlq replay --dry-run";
+/// `dlq stats --help`'s examples.
+pub const STATS_EXAMPLES: &str = "\
+  student-worker dlq stats
+  student-worker dlq stats --json | jq .by_error_code";
+/// `dlq peek --help`'s examples.
+pub const PEEK_EXAMPLES: &str = "\
+  student-worker dlq peek --max 3
+  student-worker dlq peek --json --error-code itemrejected | jq .body";
+/// `dlq replay --help`'s examples.
+pub const REPLAY_EXAMPLES: &str = "\
+  student-worker dlq replay --dry-run
+  student-worker dlq replay --error-code ItemRejected --rate 5/s
+  student-worker dlq replay --student-id 101 --to https://sqs.ap-northeast-2.amazonaws.com/123456789012/students";
+
 /// The operator's DLQ tools.
 #[derive(Debug, Clone, Subcommand)]
 pub enum DlqCommand {
@@ -24,14 +44,33 @@ pub enum DlqCommand {
     Replay(ReplayArgs),
 }
 
+/// Most dead letters `stats` looks at.
+const MAX_SCAN: u64 = 100_000;
+/// Most dead letters `peek` shows.
+const MAX_PEEK: u64 = 10_000;
+
+/// The `dlq` subcommands' flags in `cmd` with their ranges, written from the limits.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    cmd.mut_subcommand("stats", |c| {
+        c.mut_arg("scan", |a| {
+            a.help(format!(
+                "Look at up to this many dead letters to count them by code and find the oldest, 1–{MAX_SCAN}"
+            ))
+        })
+    })
+    .mut_subcommand("peek", |c| {
+        c.mut_arg("max", |a| a.help(format!("Show at most this many dead letters, 1–{MAX_PEEK}")))
+    })
+}
+
 /// `dlq stats`.
 #[derive(Debug, Clone, Args)]
 pub struct StatsArgs {
-    /// Source queue to count too [default: the queues whose redrive policy points at the DLQ].
-    #[arg(long, env = "SQS_QUEUE_URL", value_name = "URL")]
+    /// Another queue to count too; the DLQ's sources (the queues whose redrive policy points at it) are always counted.
+    #[arg(long, value_name = "URL")]
     pub queue_url: Option<String>,
     /// Look at up to this many dead letters to find the oldest.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=MAX_SCAN))]
     pub scan: u64,
     /// Print one JSON object, for scripts.
     #[arg(long)]
@@ -42,8 +81,11 @@ pub struct StatsArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PeekArgs {
     /// Show at most this many dead letters.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=MAX_PEEK))]
     pub max: u64,
+    /// Only dead letters with this `ErrorCode` (any case), e.g. `ItemRejected`.
+    #[arg(long, value_name = "CODE", value_parser = parse_error_code)]
+    pub error_code: Option<String>,
     /// One JSON object a line, for scripts.
     #[arg(long)]
     pub json: bool,
@@ -61,8 +103,8 @@ pub struct ReplayArgs {
     /// Send at most this many messages a second, e.g. `5/s` or `0.5`.
     #[arg(long, value_name = "N/s", value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// Only messages whose `ErrorCode` attribute is this, e.g. `ItemRejected`.
-    #[arg(long, value_name = "CODE")]
+    /// Only messages whose `ErrorCode` attribute is this (any case), e.g. `ItemRejected`.
+    #[arg(long, value_name = "CODE", value_parser = parse_error_code)]
     pub error_code: Option<String>,
     /// Only messages whose body's `studentId` is this.
     #[arg(long, value_name = "ID")]
@@ -70,6 +112,22 @@ pub struct ReplayArgs {
     /// Move nothing; print what would move.
     #[arg(long)]
     pub dry_run: bool,
+    /// Move dead letters whose code cannot succeed on replay too (MalformedJson, InvalidEvent, BodyTooLarge, PatchOnDeleted): they come straight back.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// An `ErrorCode` in any case, as the DLQ spells it; an unknown one is
+/// refused with the list.
+pub fn parse_error_code(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    match ErrorCode::ALL.iter().find(|c| c.as_str().eq_ignore_ascii_case(raw)) {
+        Some(code) => Ok(code.as_str().to_owned()),
+        None => {
+            let all: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+            Err(format!("{raw:?} is not an ErrorCode; one of {}", all.join(", ")))
+        }
+    }
 }
 
 /// `5`, `5/s` or `0.5/s`: a positive rate per second.
@@ -91,5 +149,12 @@ mod tests {
         assert_eq!(parse_rate("0.5"), Ok(0.5));
         assert!(parse_rate("0/s").is_err());
         assert!(parse_rate("fast").is_err());
+    }
+
+    #[test]
+    fn error_codes_match_in_any_case_and_unknown_ones_list_the_codes() {
+        assert_eq!(parse_error_code("itemrejected"), Ok("ItemRejected".to_owned()));
+        let e = parse_error_code("Oops").expect_err("unknown");
+        assert!(e.contains("MalformedJson, InvalidEvent"), "{e}");
     }
 }

@@ -10,6 +10,7 @@ use super::{peek, replay, stats};
 use crate::aws::region_of;
 use crate::commands::error::CommandError;
 use crate::config::ConfigError;
+use crate::config::error::NOT_SET;
 use crate::shutdown;
 
 /// Runs the chosen `dlq` subcommand.
@@ -19,14 +20,17 @@ pub async fn dlq(sdk: &SdkConfig, args: &DlqArgs) -> Result<(), CommandError> {
     let dlq = Queue::new(aws_sdk_sqs::Client::new(sdk), &dlq_url, &region);
     match &args.command {
         DlqCommand::Stats(a) => {
-            let sources = match &a.queue_url {
-                Some(url) if !url.trim().is_empty() => vec![url.trim().to_owned()],
-                _ => dlq.redrive_sources().await?,
-            };
-            let sources: Vec<Queue> = sources.iter().map(|u| Queue::new(dlq.sqs().clone(), u, &region)).collect();
-            stats::stats(&dlq, &sources, a.scan, a.json).await?;
+            // The DLQ's real sources, as SQS knows them; a queue asked for
+            // besides them is counted but not called a source.
+            let sources = dlq.redrive_sources().await?;
+            let asked =
+                a.queue_url.as_deref().map(str::trim).filter(|u| !u.is_empty() && !sources.iter().any(|s| s == u));
+            let queue = |u: &str| Queue::new(dlq.sqs().clone(), u, &region);
+            let counted: Vec<(Queue, bool)> =
+                sources.iter().map(|u| (queue(u), true)).chain(asked.map(|u| (queue(u), false))).collect();
+            stats::stats(&dlq, &counted, a.scan, a.json).await?;
         }
-        DlqCommand::Peek(a) => peek::peek(&dlq, a.max, a.json).await?,
+        DlqCommand::Peek(a) => peek::peek(&dlq, a.max, a.error_code.as_deref(), a.json).await?,
         DlqCommand::Replay(a) => {
             run_replay(&dlq, a, &shutdown::on_signals()).await?;
         }
@@ -69,7 +73,7 @@ fn dlq_url(args: &DlqArgs) -> Result<String, ConfigError> {
         _ => Err(ConfigError {
             variable: "SQS_DLQ_URL",
             flag: "dlq-url",
-            problem: "is not set".into(),
+            problem: NOT_SET.into(),
             fix: "set SQS_DLQ_URL (or --dlq-url) to the dead-letter queue's URL".into(),
         }),
     }

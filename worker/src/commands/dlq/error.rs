@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::aws::error::{Action, AwsError};
+use crate::commands::output::Unwritten;
 
 /// What a replay did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +47,9 @@ pub enum DlqError {
     /// Replay stopped on SIGINT/SIGTERM after the message in hand.
     #[error("interrupted: {0}; the rest is still in the DLQ")]
     Interrupted(ReplaySummary),
+    /// Stdout could not be written (or its reader has gone).
+    #[error(transparent)]
+    Output(#[from] Unwritten),
     /// Some messages could not be moved; they are still in the DLQ.
     #[error("{0}: the failed ones are still in the DLQ (see the lines above)")]
     SomeFailed(ReplaySummary),
@@ -57,7 +61,7 @@ impl DlqError {
         match self {
             Self::Aws(e) => e.action(),
             Self::SomeFailed(_) => Action::Retry,
-            Self::NoSource(_) | Self::ManySources { .. } | Self::Interrupted(_) => Action::Stop,
+            Self::NoSource(_) | Self::ManySources { .. } | Self::Interrupted(_) | Self::Output(_) => Action::Stop,
         }
     }
 }

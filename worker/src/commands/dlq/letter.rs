@@ -11,6 +11,7 @@ use serde_json::json;
 use crate::aws::entries::visibility_entries;
 use crate::aws::error::{AwsError, Resource};
 use crate::aws::queue::{self, Counts};
+use crate::handler::deadletter::ERROR_CODE;
 use crate::limits::{MAX_BATCH_ENTRIES, MAX_BATCH_SIZE};
 
 /// A receive waits this long for messages; an empty answer after it means
@@ -44,6 +45,11 @@ impl Letter {
         self.attributes.get(name).and_then(|v| v.string_value.as_deref())
     }
 
+    /// Its `ErrorCode` attribute.
+    pub fn error_code(&self) -> Option<&str> {
+        self.attribute(ERROR_CODE)
+    }
+
     /// The body's `studentId`, read leniently: a dead letter may break the contract.
     pub fn student_id(&self) -> Option<String> {
         let body: serde_json::Value = serde_json::from_str(&self.body).ok()?;
@@ -56,7 +62,7 @@ impl Letter {
             self.attributes.iter().map(|(k, v)| (k.as_str(), v.string_value.as_deref())).collect();
         json!({
             "message_id": self.message_id,
-            "error_code": self.attribute("ErrorCode"),
+            "error_code": self.error_code(),
             "error_message": self.attribute("ErrorMessage"),
             "failed_at": self.attribute("FailedAt"),
             "source_queue": self.attribute("SourceQueue"),

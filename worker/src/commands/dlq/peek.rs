@@ -9,25 +9,40 @@ use time::format_description::well_known::Rfc3339;
 
 use super::error::DlqError;
 use super::letter::{Letter, Queue};
+use crate::commands::output;
 
 /// Seconds a shown message stays hidden while the others are fetched.
 const PEEK_HOLD_SECONDS: i32 = 30;
 
-/// Prints up to `max` dead letters, then releases them.
-pub async fn peek(dlq: &Queue, max: u64, json_out: bool) -> Result<(), DlqError> {
-    let scan = dlq.scan(usize::try_from(max).unwrap_or(usize::MAX), PEEK_HOLD_SECONDS).await;
+/// With `--error-code`, look at up to this many dead letters to find `--max` that match.
+const FILTERED_SCAN: usize = 1000;
+
+/// Prints up to `max` dead letters (with `error_code`, only those), then releases them.
+pub async fn peek(dlq: &Queue, max: u64, error_code: Option<&str>, json_out: bool) -> Result<(), DlqError> {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let limit = if error_code.is_some() { FILTERED_SCAN.max(max) } else { max };
+    let scan = dlq.scan(limit, PEEK_HOLD_SECONDS).await;
     if let Ok(s) = &scan {
         dlq.release(&s.handles).await;
     }
     let scan = scan?;
-    for (n, letter) in scan.letters.iter().enumerate() {
+    let shown: Vec<&Letter> =
+        scan.letters.iter().filter(|l| error_code.is_none_or(|c| l.error_code() == Some(c))).take(max).collect();
+    for (n, letter) in shown.iter().enumerate() {
         match json_out {
-            true => println!("{}", letter.to_json()),
-            false => println!("{}", text(n + 1, letter)),
+            true => output::line(letter.to_json())?,
+            false => output::line(text(n + 1, letter))?,
         }
     }
     if !json_out {
-        println!("{} dead letter(s) shown; all are still in the DLQ", scan.letters.len());
+        match error_code {
+            Some(code) => output::line(format_args!(
+                "{} dead letter(s) with ErrorCode {code} shown (of {} looked at); all are still in the DLQ",
+                shown.len(),
+                scan.letters.len()
+            ))?,
+            None => output::line(format_args!("{} dead letter(s) shown; all are still in the DLQ", shown.len()))?,
+        }
     }
     Ok(())
 }
@@ -41,7 +56,7 @@ fn text(n: usize, l: &Letter) -> String {
     let attr = |name: &str| l.attribute(name).unwrap_or("-").to_owned();
     let mut lines = vec![
         format!("#{n} message {} (sent {sent})", l.message_id),
-        format!("  ErrorCode:    {}", attr("ErrorCode")),
+        format!("  ErrorCode:    {}", l.error_code().unwrap_or("-")),
         format!("  ErrorMessage: {}", attr("ErrorMessage")),
         format!(
             "  receives:     {} on the source queue (ReceiveCount), {} on the DLQ",

@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::commands::output::{self, Unwritten};
+
 /// Where replay reports each message.
 #[derive(Debug)]
 pub struct Progress {
@@ -18,17 +20,22 @@ impl Progress {
             return Self { bar: None };
         }
         let bar = ProgressBar::new(len);
-        if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} ETA {eta} {msg}",
+        ) {
             bar.set_style(style);
         }
         Self { bar: Some(bar) }
     }
 
     /// Reports one line (above the bar on a terminal, on stdout otherwise).
-    pub fn line(&self, text: &str) {
+    pub fn line(&self, text: &str) -> Result<(), Unwritten> {
         match &self.bar {
-            Some(bar) => bar.println(text),
-            None => println!("{text}"),
+            Some(bar) => {
+                bar.println(text);
+                Ok(())
+            }
+            None => output::line(text),
         }
     }
 

@@ -16,9 +16,12 @@ use tokio_util::sync::CancellationToken;
 use super::args::ReplayArgs;
 use super::error::{DlqError, ReplaySummary};
 use super::letter::{Letter, Queue};
+use student_shared::ErrorCode;
+
 use super::progress::Progress;
 use crate::aws::entries;
 use crate::aws::error::{Action, AwsError, Resource};
+use crate::commands::output;
 use crate::handler::deadletter::ERROR_ATTRIBUTES;
 use crate::limits::{MAX_BATCH_SIZE, MAX_MESSAGE_ATTRIBUTES, MAX_VISIBILITY_TIMEOUT_SECONDS};
 
@@ -38,13 +41,21 @@ pub async fn replay(
     stop: &CancellationToken,
 ) -> Result<ReplaySummary, DlqError> {
     let estimate = dlq.counts().await.map(|c| c.visible).unwrap_or(0);
+    let verb = if args.dry_run { "would replay" } else { "replaying" };
+    output::line(format_args!("{verb} dead letters from {} to {to}", dlq.url))?;
     let progress = Progress::new(args.max.map_or(estimate, |m| m.min(estimate)));
     let mut r = Replayer::new(dlq, to, args, stop, progress);
     let result = r.run().await;
     dlq.release(&r.held).await;
     r.progress.finish();
     let summary = r.summary;
-    println!("replay: {summary}");
+    output::line(format_args!("replay: {summary}"))?;
+    if r.hopeless > 0 {
+        output::line(format_args!(
+            "{} left in the DLQ: their ErrorCode cannot succeed on replay (fix the producer and publish anew; --force moves them anyway)",
+            r.hopeless
+        ))?;
+    }
     result?;
     if stop.is_cancelled() {
         return Err(DlqError::Interrupted(summary));
@@ -68,7 +79,15 @@ struct Replayer<'a> {
     held: Vec<String>,
     /// FIFO groups with a message left behind: later ones stay too, in order.
     blocked_groups: HashSet<String>,
+    /// Skipped because their code cannot succeed on replay.
+    hopeless: u64,
     summary: ReplaySummary,
+}
+
+/// The dead letter's code when it is one that cannot succeed on replay.
+fn hopeless(letter: &Letter) -> Option<ErrorCode> {
+    let code = letter.error_code()?;
+    ErrorCode::ALL.into_iter().find(|c| c.as_str() == code && !c.may_succeed_on_replay())
 }
 
 /// What happened to one message.
@@ -91,6 +110,7 @@ impl<'a> Replayer<'a> {
             seen: HashSet::new(),
             held: Vec::new(),
             blocked_groups: HashSet::new(),
+            hopeless: 0,
             summary,
         }
     }
@@ -100,7 +120,7 @@ impl<'a> Replayer<'a> {
         self.stop.is_cancelled() || self.args.max.is_some_and(|max| attempted >= max)
     }
 
-    async fn run(&mut self) -> Result<(), AwsError> {
+    async fn run(&mut self) -> Result<(), DlqError> {
         while !self.done() {
             let want = self.batch_size();
             let batch = self.dlq.receive(want, self.hold_seconds(want)).await?;
@@ -133,7 +153,7 @@ impl<'a> Replayer<'a> {
         seconds as i32
     }
 
-    async fn handle(&mut self, letter: Letter) -> Result<(), AwsError> {
+    async fn handle(&mut self, letter: Letter) -> Result<(), DlqError> {
         if !self.seen.insert(letter.message_id.clone()) {
             self.held.push(letter.receipt_handle);
             return Ok(());
@@ -143,16 +163,17 @@ impl<'a> Replayer<'a> {
                 self.blocked_groups.insert(group.clone());
             }
             self.summary.skipped += 1;
-            self.progress.line(&format!("skipped {}: {reason}", letter.message_id));
-            self.progress.step();
             self.held.push(letter.receipt_handle);
+            self.progress.step();
+            self.progress.line(&format!("skipped {}: {reason}", letter.message_id))?;
             return Ok(());
         }
         if self.args.dry_run {
             self.summary.moved += 1;
-            self.progress.line(&format!("would move {} {}", letter.message_id, describe(&letter)));
-            self.progress.step();
+            let line = format!("would move {} {}", letter.message_id, describe(&letter));
             self.held.push(letter.receipt_handle);
+            self.progress.step();
+            self.progress.line(&line)?;
             return Ok(());
         }
         if !self.pace.wait(self.stop).await {
@@ -162,41 +183,49 @@ impl<'a> Replayer<'a> {
         self.move_and_count(letter).await
     }
 
-    async fn move_and_count(&mut self, letter: Letter) -> Result<(), AwsError> {
+    async fn move_and_count(&mut self, letter: Letter) -> Result<(), DlqError> {
         let outcome = move_one(self.dlq, self.to, &letter).await;
         self.progress.step();
         match outcome {
             Moved::Yes => {
                 self.summary.moved += 1;
-                self.progress.line(&format!("moved {} {}", letter.message_id, describe(&letter)));
+                self.progress.line(&format!("moved {} {}", letter.message_id, describe(&letter)))?;
                 Ok(())
             }
             Moved::SendFailed(e) => {
                 self.summary.failed += 1;
-                self.progress.line(&format!("failed {}: not sent, still in the DLQ: {e}", letter.message_id));
                 if let Some(group) = &letter.group_id {
                     self.blocked_groups.insert(group.clone());
                 }
                 self.held.push(letter.receipt_handle);
-                if e.action() == Action::Stop { Err(e) } else { Ok(()) }
+                self.progress.line(&format!("failed {}: not sent, still in the DLQ: {e}", letter.message_id))?;
+                if e.action() == Action::Stop { Err(e.into()) } else { Ok(()) }
             }
             Moved::NotDeleted(e) => {
                 self.summary.failed += 1;
                 self.progress.line(&format!(
                     "failed {}: sent, but not deleted from the DLQ (now in both; the version guard absorbs the duplicate): {e}",
                     letter.message_id
-                ));
-                if e.action() == Action::Stop { Err(e) } else { Ok(()) }
+                ))?;
+                if e.action() == Action::Stop { Err(e.into()) } else { Ok(()) }
             }
         }
     }
 
-    fn skip_reason(&self, letter: &Letter) -> Option<String> {
+    fn skip_reason(&mut self, letter: &Letter) -> Option<String> {
         if let Some(code) = &self.args.error_code {
-            let found = letter.attribute("ErrorCode");
+            let found = letter.error_code();
             if found != Some(code.as_str()) {
                 return Some(format!("ErrorCode is {}, not {code}", found.unwrap_or("(none)")));
             }
+        }
+        if !self.args.force
+            && let Some(code) = hopeless(letter)
+        {
+            self.hopeless += 1;
+            return Some(format!(
+                "ErrorCode {code} cannot succeed on replay (it would come straight back); --force moves it anyway"
+            ));
         }
         if let Some(id) = &self.args.student_id
             && letter.student_id().as_deref() != Some(id.as_str())
@@ -216,7 +245,7 @@ impl<'a> Replayer<'a> {
 fn describe(letter: &Letter) -> String {
     format!(
         "(ErrorCode {}, studentId {})",
-        letter.attribute("ErrorCode").unwrap_or("-"),
+        letter.error_code().unwrap_or("-"),
         letter.student_id().as_deref().unwrap_or("-")
     )
 }

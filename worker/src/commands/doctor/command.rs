@@ -15,8 +15,10 @@ use super::{identity, probes};
 use crate::aws::explain::Subject;
 use crate::aws::region_of;
 use crate::commands::error::CommandError;
+use crate::commands::output;
 use crate::config::RunArgs;
 use crate::config::RunConfig;
+use crate::config::error::NOT_SET;
 use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
 
 /// One doctor call may take this long (SDK retries included) before it counts as failed.
@@ -33,6 +35,27 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
+/// `doctor --help`'s examples.
+pub const EXAMPLES: &str = "\
+  student-worker doctor
+  student-worker doctor --json | jq '.checks[] | select(.status == \"fail\")'
+  AWS_PROFILE=ops AWS_REGION=ap-northeast-2 student-worker doctor";
+
+/// The flags `doctor` reads: the resources it checks. `run`'s other
+/// settings are still read from the environment, for the configuration
+/// check, but have no place in doctor's help.
+const DOCTOR_FLAGS: [&str; 5] = ["queue-url", "table-name", "dlq-url", "visibility-timeout-seconds", "json"];
+
+/// `doctor`'s help lists only the flags it uses.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    let unused: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| !a.is_global_set() && a.get_long().is_some_and(|l| !DOCTOR_FLAGS.contains(&l)))
+        .map(|a| a.get_id().to_string())
+        .collect();
+    unused.iter().fold(cmd, |cmd, id| cmd.mut_arg(id, |a| a.hide(true)))
+}
+
 /// Runs every check, prints them, and fails if any check failed.
 pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
     let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
@@ -40,9 +63,9 @@ pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CommandError::Io { what: "printing the report".into(), source: e.into() })?;
-        println!("{json}");
+        output::line(json)?;
     } else {
-        println!("{}", report.to_text());
+        output::line(report.to_text())?;
     }
     match report.ok {
         true => Ok(()),
@@ -70,12 +93,17 @@ pub async fn diagnose(sdk: &SdkConfig, args: &RunArgs) -> Report {
         return Report::new(checks);
     }
     let region = region_of(sdk);
+    checks.push(identity::endpoint(sdk, &region));
     let credentials = identity::credentials(sdk, &region).await;
     let have_credentials = !credentials.failed();
     checks.push(credentials);
     if !have_credentials {
         checks.push(Check::skip("table, queue and permissions", "not checked: no credentials"));
         return Report::new(checks);
+    }
+    checks.push(identity::account(sdk, CALL_TIMEOUT).await);
+    if let Some(url) = &targets.queue {
+        checks.extend(identity::queue_region(url, "SQS_QUEUE_URL", &region));
     }
     let (dynamodb, sqs) = clients(sdk);
     let table_ok = match &targets.table {
@@ -121,7 +149,11 @@ fn configuration(args: &RunArgs) -> (Check, Targets) {
                     .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             };
             let cause = format!("{} (--{}) {}", e.variable, e.flag, e.problem);
-            (Check::fail("configuration", format!("{} is wrong", e.variable), cause, e.fix, true), targets)
+            let detail = match e.problem.as_str() {
+                NOT_SET => format!("{} {NOT_SET}", e.variable),
+                _ => format!("{} is wrong", e.variable),
+            };
+            (Check::fail("configuration", detail, cause, e.fix, true), targets)
         }
     }
 }
@@ -210,12 +242,17 @@ async fn permission_checks(
 /// other (a network hiccup) is logged and `run` goes on.
 pub async fn preflight(sdk: &SdkConfig, config: &RunConfig) -> Result<(), PreflightError> {
     let checks = preflight_checks(sdk, config).await;
+    let mut inconclusive = 0;
     for check in checks.iter().filter(|c| c.failed() && !c.fatal) {
+        inconclusive += 1;
         tracing::warn!(check = %check.check, cause = check.cause.as_deref().unwrap_or(""), "pre-flight check failed; starting anyway");
     }
     let failures: Vec<Check> = checks.into_iter().filter(|c| c.failed() && c.fatal).collect();
     if failures.is_empty() {
-        tracing::info!("pre-flight checks passed: credentials, table, queue, write and delete permissions");
+        // "Passed" only when every check did: after a failed one, the warning stands.
+        if inconclusive == 0 {
+            tracing::info!("pre-flight checks passed: credentials, table, queue, write and delete permissions");
+        }
         return Ok(());
     }
     Err(PreflightError { failures })

@@ -1,9 +1,14 @@
-//! The first two checks: which region the SDK resolved and where from, and
-//! whether the default credential chain finds credentials, and from which
-//! provider (environment, profile, ECS task role, instance role, ...).
+//! The first checks: which region the SDK resolved and where from, which
+//! endpoint it talks to, whether the default credential chain finds
+//! credentials and from which provider (environment, profile, ECS task role,
+//! instance role, ...), which account they belong to, and whether the queue
+//! URL's region is the one configured.
+
+use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_config::meta::region::ProvideRegion;
+use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::credential_feature::AwsCredentialFeature as Feature;
 use aws_credential_types::provider::ProvideCredentials;
@@ -43,6 +48,65 @@ async fn region_source() -> String {
         return format!("profile {profile} in ~/.aws/config");
     }
     "EC2 instance metadata".to_owned()
+}
+
+/// The endpoint check: where every call goes.
+pub fn endpoint(sdk: &SdkConfig, region: &str) -> Check {
+    match sdk.endpoint_url() {
+        Some(url) => {
+            let source = match std::env::var("AWS_ENDPOINT_URL") {
+                Ok(v) if v.trim() == url => "AWS_ENDPOINT_URL",
+                _ => "the profile's endpoint_url",
+            };
+            Check::pass("endpoint", format!("{url} (from {source})"))
+        }
+        None => Check::pass("endpoint", format!("AWS's own endpoints for {region}")),
+    }
+}
+
+/// The account check: whose account the credentials act in, by
+/// `sts:GetCallerIdentity` (which no IAM policy can deny). When STS cannot
+/// be reached it is a warning: the checks that matter go on without it.
+pub async fn account(sdk: &SdkConfig, timeout: Duration) -> Check {
+    let config = aws_sdk_sts::config::Builder::from(sdk)
+        .timeout_config(TimeoutConfig::builder().operation_timeout(timeout).build())
+        .build();
+    match aws_sdk_sts::Client::from_conf(config).get_caller_identity().send().await {
+        Ok(me) => Check::pass(
+            "account",
+            format!("{} as {}", me.account().unwrap_or("(unknown)"), me.arn().unwrap_or("(unknown)")),
+        ),
+        Err(e) => Check::warn(
+            "account",
+            "unknown",
+            format!("sts:GetCallerIdentity failed: {}", aws_sdk_sts::error::DisplayErrorContext(&e)),
+            "nothing to fix for the worker (it never calls STS); if the other checks fail too, check the network path to AWS".into(),
+        ),
+    }
+}
+
+/// The region a queue URL names: `https://sqs.REGION.amazonaws.com/…`, or
+/// the legacy `https://REGION.queue.amazonaws.com/…`; `None` for any other
+/// host (a local emulator).
+pub fn region_in_queue_url(url: &str) -> Option<&str> {
+    let host = url.split_once("://")?.1.split('/').next()?;
+    let host = host.strip_suffix(".amazonaws.com").or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    host.strip_prefix("sqs.").or_else(|| host.strip_suffix(".queue")).filter(|r| !r.contains('.'))
+}
+
+/// A failure when `url` (the value of `variable`) names another region
+/// than the one configured; nothing to say otherwise.
+pub fn queue_region(url: &str, variable: &str, region: &str) -> Option<Check> {
+    let named = region_in_queue_url(url)?;
+    (named != region).then(|| {
+        Check::fail(
+            "queue region",
+            format!("{variable} is in {named}, the worker is configured for {region}"),
+            format!("the queue URL names region {named}, but calls go to {region} (AWS_REGION or the profile)"),
+            format!("set AWS_REGION={named}, or use the queue in {region} (the table and queue must be in the task's region)"),
+            false,
+        )
+    })
 }
 
 /// The credentials check: found, and from which provider.
@@ -126,5 +190,16 @@ mod tests {
         let mut env = Credentials::new("a", "b", None, None, "test");
         env.get_property_mut_or_default::<Vec<Feature>>().push(Feature::CredentialsEnvVars);
         assert_eq!(source_of(&env), "environment variables (AWS_ACCESS_KEY_ID)");
+    }
+
+    #[test]
+    fn a_queue_url_names_its_region_and_a_mismatch_fails() {
+        let aws = "https://sqs.us-east-1.amazonaws.com/123456789012/students";
+        assert_eq!(region_in_queue_url(aws), Some("us-east-1"));
+        assert_eq!(region_in_queue_url("https://eu-west-1.queue.amazonaws.com/1/q"), Some("eu-west-1"));
+        assert_eq!(region_in_queue_url("http://127.0.0.1:5000/123456789012/students"), None);
+        assert!(queue_region(aws, "SQS_QUEUE_URL", "us-east-1").is_none());
+        let check = queue_region(aws, "SQS_QUEUE_URL", "ap-northeast-2").expect("a mismatch");
+        assert!(check.failed() && check.fix.as_deref().is_some_and(|f| f.contains("AWS_REGION=us-east-1")), "{check}");
     }
 }

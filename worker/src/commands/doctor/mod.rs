@@ -9,5 +9,5 @@ pub mod probes;
 pub mod report;
 pub mod resources;
 
-pub use command::{DoctorArgs, diagnose, doctor, preflight};
+pub use command::{DoctorArgs, EXAMPLES, describe, diagnose, doctor, preflight};
 pub use error::{DoctorFailed, PreflightError};

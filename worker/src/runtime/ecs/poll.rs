@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio::time::Instant;
 
+use crate::aws::queue::Counts;
 use crate::aws::{AwsError, Resource, queue};
 use crate::config::RunConfig;
 use crate::handler::Message;
@@ -93,9 +94,9 @@ impl Poller {
         Ok(received)
     }
 
-    /// Whether the queue holds no visible, in-flight or delayed messages.
-    pub async fn is_drained(&self) -> Result<bool, AwsError> {
+    /// The queue's visible, in-flight and delayed messages.
+    pub async fn counts(&self) -> Result<Counts, AwsError> {
         let counts = queue::counts(&self.sqs, &self.queue_url).await;
-        counts.map(|c| c.is_empty()).map_err(|e| self.metrics.failed(&self.resource, &e, queue::COUNTS_ACTION))
+        counts.map_err(|e| self.metrics.failed(&self.resource, &e, queue::COUNTS_ACTION))
     }
 }

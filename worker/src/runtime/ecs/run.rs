@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use student_shared::Outcome;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -16,12 +17,14 @@ use tokio_util::sync::CancellationToken;
 use super::ack::{self, Ack, AckStats};
 use super::heartbeat::{self, Heartbeat, HeartbeatStats, Policy, Target};
 use super::poll::{Poller, Received};
-use super::settle::Settler;
+use super::settle::{Deferrals, Settler};
+use crate::aws::queue::Counts;
 use crate::aws::{Action, AwsError, Clients, Resource};
 use crate::config::RunConfig;
 use crate::handler::group::Grouping;
 use crate::handler::{Handler, Work};
 use crate::limits::{ACK_FLUSH_INTERVAL, LATE_ARRIVAL_WINDOW};
+use crate::observe::logging::{self, LogFormat};
 use crate::observe::{Metrics, Observer};
 use crate::runtime::deadletter::DeadLetterQueue;
 use crate::runtime::fatal::FatalSlot;
@@ -89,6 +92,14 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
         fifo = config.queue_url.ends_with(".fifo"),
         "worker starting"
     );
+    if config.exit_when_empty {
+        tracing::info!(
+            wait_time_seconds = config.wait_time_seconds,
+            "exit-when-empty: exits once the queue is empty and nothing is in flight; an empty queue shows after one long poll of up to {} s",
+            config.wait_time_seconds
+        );
+    }
+    let started = std::time::Instant::now();
     let metrics = Arc::new(Metrics::new());
     let observer = Observer::start(&config.observe, &metrics, &config.queue_url);
     let stop = shutdown.child_token();
@@ -121,7 +132,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
             config.max_defer_seconds,
             Arc::clone(&metrics),
         ),
-        settler: Settler { acks, dead_letter, fatal: fatal.clone() },
+        settler: Settler { acks, dead_letter, fatal: fatal.clone(), deferrals: Deferrals::default() },
         abort: abort.clone(),
     });
     let poller = Poller::new(sqs.clone(), &config, &clients.region, Arc::clone(&metrics));
@@ -139,7 +150,7 @@ pub async fn run(config: RunConfig, clients: Clients, shutdown: CancellationToke
     summary.final_concurrency = concurrency.current;
     drop(ctx); // the last sender: the acker flushes and ends
     summary.acks = acker.await.unwrap_or_default();
-    tracing::info!(?summary, "worker stopped");
+    log_summary(&summary, started.elapsed(), config.dlq_url.is_some());
     let fatal_error = fatal.take();
     observer.finish(fatal_error.as_ref()).await;
     match fatal_error {
@@ -207,6 +218,8 @@ async fn receive_loop(
     // events across batches and defer the later ones for no reason.
     let mut idle = true;
     let mut failures = 0;
+    // What an exit-when-empty run last said it waits for.
+    let mut waiting = None;
     loop {
         // Only below full write concurrency; at full, `held` alone decides.
         let writes = limiter.current();
@@ -243,9 +256,14 @@ async fn receive_loop(
                 failures = 0;
                 idle = true;
                 drop(permit);
-                if config.exit_when_empty && receives.is_empty() && is_idle(tasks, poller, summary).await {
-                    tracing::info!("queue drained: exiting (exit-when-empty)");
-                    return;
+                if config.exit_when_empty && receives.is_empty() {
+                    match waiting_on(tasks, poller, ctx, summary).await {
+                        None => {
+                            tracing::info!("queue drained: exiting (exit-when-empty)");
+                            return;
+                        }
+                        Some(now) => say_waiting(&mut waiting, now, config.wait_time_seconds),
+                    }
                 }
                 if config.wait_time_seconds == 0 {
                     // Short polling an empty queue: do not spin on receives.
@@ -292,19 +310,140 @@ async fn release_late_arrivals(mut receives: Receiving, ctx: &Context) {
     let _ = tokio::time::timeout(LATE_ARRIVAL_WINDOW, late).await;
 }
 
-/// Nothing in flight here and nothing left on the queue.
-async fn is_idle(tasks: &mut JoinSet<()>, poller: &Poller, summary: &mut RunSummary) -> bool {
+/// What keeps an exit-when-empty run from exiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiting {
+    /// Messages still being worked on here.
+    Working(usize),
+    /// Patches this run deferred: how many, and when the first is back.
+    Deferred(usize, Duration),
+    /// The queue still counts messages (another consumer's, or delayed ones).
+    Queue(Counts),
+    /// The queue's counts could not be read.
+    Unknown,
+}
+
+impl Waiting {
+    /// Whether `self` says something `other` did not (a new due time alone is not news).
+    fn differs(self, other: Option<Self>) -> bool {
+        match (self, other) {
+            (Self::Deferred(n, _), Some(Self::Deferred(m, _))) => n != m,
+            (this, other) => Some(this) != other,
+        }
+    }
+}
+
+/// `None` when nothing is in flight here and nothing is left on the queue;
+/// otherwise what there is to wait for.
+async fn waiting_on(
+    tasks: &mut JoinSet<()>,
+    poller: &Poller,
+    ctx: &Context,
+    summary: &mut RunSummary,
+) -> Option<Waiting> {
     reap(tasks, summary);
     if !tasks.is_empty() {
-        return false;
+        return Some(Waiting::Working(tasks.len()));
     }
     // Let the acker's last batch reach SQS before counting in-flight messages.
     tokio::time::sleep(ACK_FLUSH_INTERVAL * 3).await;
-    match poller.is_drained().await {
-        Ok(drained) => drained,
+    match poller.counts().await {
+        Ok(counts) if counts.is_empty() => None,
+        Ok(counts) => Some(match ctx.settler.deferrals.pending() {
+            Some((n, next)) => Waiting::Deferred(n, next),
+            None => Waiting::Queue(counts),
+        }),
         Err(e) => {
             tracing::warn!(error = %e, "could not read the queue's counts");
-            false
+            Some(Waiting::Unknown)
+        }
+    }
+}
+
+/// Tells what an exit-when-empty run waits for, when that changed.
+fn say_waiting(last: &mut Option<Waiting>, now: Waiting, wait_time_seconds: i32) {
+    if !now.differs(*last) {
+        return;
+    }
+    *last = Some(now);
+    let poll = format!("long-polling up to {wait_time_seconds} s at a time");
+    match now {
+        // Their outcome lines show the progress.
+        Waiting::Working(_) => {}
+        Waiting::Deferred(n, next) => tracing::info!(
+            deferred = n,
+            next_due_seconds = next.as_secs(),
+            "exit-when-empty: waiting for {n} deferred message(s), the first due back in {} s; {poll}",
+            next.as_secs()
+        ),
+        Waiting::Queue(c) => tracing::info!(
+            in_flight = c.in_flight,
+            delayed = c.delayed,
+            visible = c.visible,
+            "exit-when-empty: the queue still counts {} in flight, {} delayed, {} visible; {poll}",
+            c.in_flight,
+            c.delayed,
+            c.visible
+        ),
+        Waiting::Unknown => tracing::info!("exit-when-empty: waiting until the queue's counts can be read; {poll}"),
+    }
+}
+
+/// The end-of-run summary: one line a person reads at a terminal, numeric
+/// fields Logs Insights can query in JSON.
+fn log_summary(summary: &RunSummary, elapsed: Duration, dlq: bool) {
+    if logging::format() == LogFormat::Text {
+        tracing::info!("{}", summary.to_line(elapsed, dlq));
+        return;
+    }
+    let n = |o: Outcome| summary.outcomes.get(o.as_str()).copied().unwrap_or(0);
+    tracing::info!(
+        received = summary.received,
+        applied = n(Outcome::Applied),
+        duplicate = n(Outcome::Duplicate),
+        stale = n(Outcome::Stale),
+        deferred = n(Outcome::Deferred),
+        invalid = n(Outcome::Invalid),
+        retry = n(Outcome::Retry),
+        released = n(Outcome::Released),
+        panicked = summary.panicked,
+        deleted = summary.acks.deleted,
+        delete_failed = summary.acks.delete_failed,
+        visibility_changed = summary.acks.visibility_changed,
+        visibility_failed = summary.acks.visibility_failed,
+        heartbeat_extended = summary.heartbeat.extended,
+        heartbeat_failed = summary.heartbeat.failed,
+        concurrency_decreases = summary.concurrency_decreases,
+        concurrency_increases = summary.concurrency_increases,
+        min_concurrency = summary.min_concurrency,
+        final_concurrency = summary.final_concurrency,
+        elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        "worker stopped"
+    );
+}
+
+impl RunSummary {
+    /// The run in one line for a person, e.g.
+    /// `42 received: 40 applied, 1 duplicate, 1 invalid → DLQ in 1.3 s`
+    /// (outcomes that did not happen are left out).
+    pub fn to_line(&self, elapsed: Duration, dlq: bool) -> String {
+        let outcomes: Vec<String> = Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let count = self.outcomes.get(o.as_str()).copied().filter(|c| *c > 0)?;
+                let to = match (o, dlq) {
+                    (Outcome::Invalid, true) => " → DLQ",
+                    (Outcome::Invalid, false) => " (left for the redrive policy)",
+                    _ => "",
+                };
+                Some(format!("{count} {o}{to}"))
+            })
+            .chain((self.panicked > 0).then(|| format!("{} processing task(s) panicked", self.panicked)))
+            .collect();
+        let seconds = elapsed.as_secs_f64();
+        match outcomes.is_empty() {
+            true => format!("{} received in {seconds:.1} s", self.received),
+            false => format!("{} received: {} in {seconds:.1} s", self.received, outcomes.join(", ")),
         }
     }
 }
@@ -355,5 +494,23 @@ mod tests {
         // Batch size 1: two receives per write slot, at most 16.
         assert_eq!((receives_for(1, 1), hold_limit(1, 1)), (2, 3));
         assert_eq!(hold_limit(4096, 10), 4096 + 16 * 10);
+    }
+
+    #[test]
+    fn the_summary_reads_as_one_line() {
+        let mut s = RunSummary { received: 42, ..RunSummary::default() };
+        s.outcomes = [("applied", 40), ("duplicate", 1), ("stale", 0), ("invalid", 1)].into_iter().collect();
+        let elapsed = Duration::from_millis(1300);
+        assert_eq!(s.to_line(elapsed, true), "42 received: 40 applied, 1 duplicate, 1 invalid → DLQ in 1.3 s");
+        assert!(s.to_line(elapsed, false).contains("1 invalid (left for the redrive policy)"));
+        assert_eq!(RunSummary::default().to_line(elapsed, true), "0 received in 1.3 s");
+    }
+
+    #[test]
+    fn a_new_due_time_alone_is_not_worth_another_line() {
+        let deferred = |n, s| Waiting::Deferred(n, Duration::from_secs(s));
+        assert!(!deferred(2, 8).differs(Some(deferred(2, 30))));
+        assert!(deferred(1, 8).differs(Some(deferred(2, 30))));
+        assert!(deferred(1, 8).differs(None));
     }
 }

@@ -5,9 +5,12 @@
 //! heartbeat is stopped first, so an extension never follows its delete or
 //! release.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use student_shared::{ContractError, Outcome};
+use tokio::time::Instant;
 
 use super::ack::{Ack, AckSender};
 use super::heartbeat::Lease;
@@ -24,6 +27,32 @@ pub struct Settler {
     pub dead_letter: DeadLetterQueue,
     /// The first fatal error; setting it stops the worker.
     pub fatal: FatalSlot,
+    /// When the patches deferred so far come back.
+    pub deferrals: Deferrals,
+}
+
+/// The deferred messages and when each is visible again, so a run that
+/// waits for them (exit-when-empty) can say what it waits for.
+#[derive(Debug, Default)]
+pub struct Deferrals(Mutex<HashMap<String, Instant>>);
+
+impl Deferrals {
+    fn record(&self, message_id: &str, seconds: i32) {
+        let due = Instant::now() + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        if let Ok(mut due_at) = self.0.lock() {
+            due_at.insert(message_id.to_owned(), due);
+        }
+    }
+
+    /// How many deferred messages are still hidden, and how soon the first
+    /// comes back; `None` when none is.
+    pub fn pending(&self) -> Option<(usize, Duration)> {
+        let now = Instant::now();
+        let mut due_at = self.0.lock().ok()?;
+        due_at.retain(|_, due| *due > now);
+        let next = due_at.values().min()?;
+        Some((due_at.len(), next.saturating_duration_since(now)))
+    }
 }
 
 /// What to do on the queue for a decision, and the outcome it gives.
@@ -57,6 +86,9 @@ impl Settle<Arc<Lease>> for Settler {
             _ => ack_for(decision, &work.message.receipt_handle),
         };
         work.lease.finish().await;
+        if let (Decision::Defer { seconds, .. }, Outcome::Deferred) = (decision, outcome) {
+            self.deferrals.record(&work.message.message_id, *seconds);
+        }
         if let Some(ack) = ack {
             // The acker outlives every processing task; a send error means it is gone.
             let _ = self.acks.send(ack);

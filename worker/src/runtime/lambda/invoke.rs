@@ -20,6 +20,7 @@ use crate::aws::{AwsError, Resource};
 use crate::handler::group::Grouping;
 use crate::handler::{Handler, Work};
 use crate::limits::LAMBDA_ANSWER_MARGIN;
+use crate::observe::logging::{self, LogFormat};
 use crate::observe::metrics::{Emitter, unix_ms};
 use crate::runtime::deadletter::DeadLetterQueue;
 use crate::runtime::fatal::FatalSlot;
@@ -127,8 +128,12 @@ impl Function {
         Ok(response(settler.into_failures()))
     }
 
-    /// The EMF line of this invocation (Lambda sends stdout to CloudWatch Logs).
+    /// The EMF line of this invocation (Lambda sends stdout to CloudWatch
+    /// Logs), with JSON logs only, as on ECS.
     fn flush_metrics(&self) {
+        if logging::format() != LogFormat::Json {
+            return;
+        }
         let mut emitter = self.emitter.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(emitter) = emitter.as_mut() else { return };
         if let Err(e) = emitter.flush(&mut std::io::stdout()) {
