@@ -197,7 +197,7 @@ async fn chaos_kills_throttles_and_ambiguous_writes_lose_nothing() {
 /// run scales between 1 and twice this many).
 const DEFAULT_TASKS: usize = 3;
 /// Valid events in a CI-sized scale run.
-const DEFAULT_SCALE_EVENTS: usize = 300;
+const DEFAULT_SCALE_EVENTS: usize = 450;
 /// Scale steps (one task stopped with SIGTERM, or one or two started) at
 /// least, before the final run-to-empty; more happen while upstream still
 /// publishes.
@@ -210,7 +210,7 @@ const WAVE_PAUSE: Duration = Duration::from_secs(3);
 /// Cap of the deferral ladder in the scale run (2, 8, then every 16 s): a
 /// patch waits for its predecessor to be published, and chains of patches
 /// wait for each other, so with 60 s the run would mostly wait out the
-/// ladder after upstream stopped (86 s of a 127 s CI-sized run).
+/// ladder at the end (the last 86 s of a 127 s run of 300 events).
 const DEFAULT_SCALE_MAX_DEFER_SECONDS: u32 = 16;
 
 /// A task of the scale run: [`worker`]'s settings but the deferral cap.
@@ -226,6 +226,12 @@ fn scale_worker(w: &World, proxy: &FaultProxy, exit_when_empty: bool, max_defer_
             ("WORKER_EXIT_WHEN_EMPTY", exit),
         ],
     )
+}
+
+/// Adds a step to the scale run's timeline, and shows it at once (on stderr).
+fn note(timeline: &mut Vec<String>, step: String) {
+    eprintln!("scale: {step}");
+    timeline.push(step);
 }
 
 /// One outcome line of one task, for the figures between tasks.
@@ -345,7 +351,7 @@ fn between_tasks(lines: &[TaskLine]) -> BetweenTasks {
 /// the last ones run until the queue is empty. Checks: every SIGTERM exits
 /// 0 and every final task too, no panic, the table equals in-order
 /// application, only poison is dead-lettered, nothing is lost or left.
-/// Size: `CHAOS_SCALE_EVENTS` valid events (default 300), `CHAOS_SEED`.
+/// Size: `CHAOS_SCALE_EVENTS` valid events (default 450), `CHAOS_SEED`.
 /// `scripts/chaos --tasks N --events E` runs it large (docs/reliability.md,
 /// "Many tasks at once").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -386,6 +392,17 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
     let mut lines: Vec<TaskLine> = Vec::new();
     let mut ledger = Ledger::default();
     let finish = |task: usize, run: &Finished, ledger: &mut Ledger, lines: &mut Vec<TaskLine>| {
+        if !run.ended_as_expected() {
+            let out: Vec<&str> = run.stdout.lines().collect();
+            eprintln!(
+                "task {task} ended {:?} after {:?} ({} stdout lines; first and last: {:?} {:?})",
+                run.status,
+                run.stop,
+                out.len(),
+                out.first(),
+                out.last()
+            );
+        }
         check_run(run);
         ledger.add(run);
         lines.extend(task_lines(task, run));
@@ -406,7 +423,7 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
             let (task, run) = running.swap_remove(rng.random_range(0..running.len()));
             stopping.spawn(async move { (task, run.terminate().await) });
             scaled_in += 1;
-            timeline.push(format!("{}s -1 ({})", started.elapsed().as_secs(), running.len()));
+            note(&mut timeline, format!("{}s -1: task {task} ({})", started.elapsed().as_secs(), running.len()));
         } else {
             let more = rng.random_range(1..=2).min(2 * tasks - running.len()).max(1);
             for _ in 0..more {
@@ -415,23 +432,22 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
             }
             scaled_out += 1;
             max_at_once = max_at_once.max(running.len());
-            timeline.push(format!("{}s +{more} ({})", started.elapsed().as_secs(), running.len()));
+            note(&mut timeline, format!("{}s +{more} ({})", started.elapsed().as_secs(), running.len()));
         }
         step += 1;
     }
     let (sent, published_at) = publisher.await.expect("the publisher");
-    timeline.push(format!("{published_at}s upstream done: {} messages", sent.len()));
+    note(&mut timeline, format!("{published_at}s upstream done: {} messages", sent.len()));
     // The last scale-in: fresh tasks that exit once the queue is empty take
     // over, every other task gets its SIGTERM.
     let finals: Vec<(usize, WorkerProcess)> =
         (0..tasks).map(|i| (started_tasks + i, scale_worker(&w, &proxy, true, &max_defer))).collect();
     started_tasks += tasks;
     max_at_once = max_at_once.max(running.len() + tasks);
-    timeline.push(format!(
-        "{}s +{tasks} exiting when empty, -{} ({tasks})",
-        started.elapsed().as_secs(),
-        running.len()
-    ));
+    note(
+        &mut timeline,
+        format!("{}s +{tasks} exiting when empty, -{} ({tasks})", started.elapsed().as_secs(), running.len()),
+    );
     for (task, run) in running {
         stopping.spawn(async move { (task, run.terminate().await) });
         scaled_in += 1;
@@ -440,12 +456,12 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
         let (task, run) = stopped.expect("a SIGTERM");
         finish(task, &run, &mut ledger, &mut lines);
     }
-    timeline.push(format!("{}s every SIGTERMed task exited", started.elapsed().as_secs()));
+    note(&mut timeline, format!("{}s every SIGTERMed task exited", started.elapsed().as_secs()));
     for (task, run) in finals {
         let run = run.wait(Duration::from_secs(60 * 60)).await;
         finish(task, &run, &mut ledger, &mut lines);
     }
-    timeline.push(format!("{}s the queue is empty, the last tasks exited", started.elapsed().as_secs()));
+    note(&mut timeline, format!("{}s the queue is empty, the last tasks exited", started.elapsed().as_secs()));
 
     assert_tables_equal(&without_clock(w.table().await), &expected_table(&s.events));
     let dead = w.dead_letters().await;
