@@ -569,7 +569,9 @@ fn the_lambda_role_holds_exactly_the_handlers_calls_the_mappings_polling_and_its
     );
     assert!(role.get("ManagedPolicyArns").is_none(), "no managed policy: AWSLambdaBasicExecutionRole grants logs on *");
     let policies = role["Policies"].as_array().expect("Policies");
-    assert_eq!(policies.len(), 1);
+    // The second is the KMS policy, present only with a KmsKeyArn: tests/tests/checkov.rs asserts it exactly.
+    assert_eq!(policies.len(), 2);
+    assert_eq!(policies[1]["Fn::If"][0], "HasKmsKey");
     let policy = resolve(&policies[0]["PolicyDocument"], &t["Parameters"]);
 
     let (account, region) = ("123456789012", "ap-northeast-2");

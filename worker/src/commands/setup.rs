@@ -1,7 +1,7 @@
 //! `student-worker setup`: idempotently creates what the worker needs in a dev
 //! or test account: table `Students` (key `StudentID` S, on demand), the source
-//! queue, its DLQ, and the redrive policy between them. Prints the env lines
-//! `run` reads.
+//! queue, its DLQ (both created with SQS-managed server-side encryption), and
+//! the redrive policy between them. Prints the env lines `run` reads.
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::client::Waiters;
@@ -180,7 +180,9 @@ async fn ensure_queue(sqs: &aws_sdk_sqs::Client, name: &str, fifo: bool, region:
     {
         return Ok(url);
     }
-    let mut create = sqs.create_queue().queue_name(name);
+    // SQS-managed SSE, asked for explicitly rather than left to the
+    // account's default for new queues.
+    let mut create = sqs.create_queue().queue_name(name).attributes(QueueAttributeName::SqsManagedSseEnabled, "true");
     if fifo {
         create = create.attributes(QueueAttributeName::FifoQueue, "true");
     }
