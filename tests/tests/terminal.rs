@@ -3,7 +3,8 @@
 //! plain summary line, into a pipe JSON lines with a structured summary and
 //! EMF; outcome lines name the message (an invalid body's ids when its JSON
 //! parsed, a deferral's delay and reason); an error is printed once; and a
-//! reader that closes the pipe early (`| head`) ends a command quietly.
+//! reader that closes the pipe early (`| head`) ends a command quietly
+//! (`run` drains and stops, as on SIGTERM).
 
 use std::process::{Command, Output, Stdio};
 
@@ -139,4 +140,28 @@ async fn a_closed_pipe_ends_each_command_quietly() {
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
         assert!(!stderr.contains("error:"), "{args:?}: nothing to tell a reader who has gone: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_as_on_sigterm_when_its_log_stream_is_closed() {
+    let w = World::new().await;
+    let mut cmd = tokio::process::Command::from(w.task_command());
+    let mut child = cmd
+        .env("SQS_WAIT_TIME_SECONDS", "1")
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker");
+    drop(child.stdout.take());
+    // A guard against a hang, not a timing target: without the fix it never exits.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the worker stopped once nobody read its logs")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "no complaint per lost line, no panic: {stderr}");
 }
