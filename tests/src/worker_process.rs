@@ -155,6 +155,24 @@ impl WorkerProcess {
         self.child.id().expect("the worker is running")
     }
 
+    /// What it has written to stdout so far.
+    #[must_use]
+    pub fn stdout_so_far(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.stdout).unwrap_or_default()).into_owned()
+    }
+
+    /// Waits until its stdout contains `text`.
+    ///
+    /// # Panics
+    /// If it has not within [`EXIT_TIMEOUT`] (a hung test, not a slow one).
+    pub async fn until_stdout_contains(&self, text: &str) {
+        let started = std::time::Instant::now();
+        while !self.stdout_so_far().contains(text) {
+            assert!(started.elapsed() < EXIT_TIMEOUT, "the worker never wrote {text:?}:\n{}", self.stdout_so_far());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// SIGKILL, then collect the output.
     ///
     /// # Panics

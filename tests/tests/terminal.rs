@@ -1,15 +1,16 @@
 //! What a person meets at the command line, as they meet it: `run` at a
 //! pseudo-terminal logs text (coloured unless `NO_COLOR`) and ends with one
-//! plain summary line, into a pipe JSON lines with a structured summary and
-//! EMF; outcome lines name the message (an invalid body's ids when its JSON
+//! plain summary line, into a file or a pipe JSON lines with a structured
+//! summary and EMF; outcome lines name the message (an invalid body's ids when its JSON
 //! parsed, a deferral's delay and reason); an error is printed once; and a
-//! reader that closes the pipe early (`| head`) ends a command quietly.
+//! reader that closes the pipe early (`| head`) ends a command quietly
+//! (`run` drains and stops, as on SIGTERM).
 
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use serde_json::Value;
 use student_worker_tests::terminal::at_terminal;
-use student_worker_tests::worker_process::publish_delayed;
+use student_worker_tests::worker_process::WorkerProcess;
 use student_worker_tests::world::World;
 
 fn upsert(id: &str, v: u64) -> String {
@@ -36,17 +37,6 @@ fn run_until_empty(w: &World) -> Command {
         .env("WORKER_EXIT_WHEN_EMPTY", "true")
         .arg("run");
     cmd
-}
-
-fn piped(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null()).output().expect("start the worker binary")
-}
-
-fn json_lines(out: &Output) -> Vec<Value> {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,15 +67,18 @@ async fn no_color_turns_colour_off_at_a_terminal() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn into_a_pipe_run_logs_json_lines_that_name_each_message_and_a_structured_summary() {
+async fn away_from_a_terminal_run_logs_json_lines_that_name_each_message_and_a_structured_summary() {
     let w = World::new().await;
-    // The patch comes first and waits (deferred) for its predecessor, which
-    // is delayed; the invalid body parses and has its ids.
+    // The patch comes alone and waits (deferred) for its predecessor, which
+    // is sent only once the worker says it waits for the patch; the invalid
+    // body parses and has its ids.
     w.send(&[patch("7", 2), INVALID.to_owned()]).await;
-    publish_delayed(&w.sqs, &w.queue_url, &upsert("7", 1), 3).await;
-    let out = piped(run_until_empty(&w));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines = json_lines(&out);
+    let worker = WorkerProcess::spawn(&w, &w.emulator.endpoint, &[("WORKER_EXIT_WHEN_EMPTY", "true")]);
+    worker.until_stdout_contains("waiting for 1 deferred message").await;
+    w.send(&[upsert("7", 1)]).await;
+    let out = worker.wait(Duration::from_secs(120)).await;
+    assert!(out.ended_as_expected(), "{}", out.stderr);
+    let lines = out.log_lines();
 
     let invalid = lines.iter().find(|l| l["outcome"] == "invalid").expect("an invalid line");
     assert_eq!((&invalid["student_id"], &invalid["event_id"]), (&"bad".into(), &"e-bad-0".into()), "{invalid}");
@@ -95,10 +88,6 @@ async fn into_a_pipe_run_logs_json_lines_that_name_each_message_and_a_structured
     let deferred = lines.iter().find(|l| l["outcome"] == "deferred").expect("a deferred line");
     assert!(deferred["defer_seconds"].as_u64().is_some_and(|s| s >= 2), "{deferred}");
     assert!(deferred["reason"].as_str().is_some_and(|r| r.contains("version 1")), "names the predecessor: {deferred}");
-    assert!(
-        lines.iter().any(|l| l["message"].as_str().is_some_and(|m| m.contains("waiting for 1 deferred message"))),
-        "says it waits for the deferred patch"
-    );
 
     let summary = lines.iter().find(|l| l["message"] == "worker stopped").expect("a summary line");
     assert_eq!(summary["received"].as_u64(), Some(lines.iter().filter(|l| l.get("outcome").is_some()).count() as u64));
@@ -139,4 +128,28 @@ async fn a_closed_pipe_ends_each_command_quietly() {
         assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
         assert!(!stderr.contains("error:"), "{args:?}: nothing to tell a reader who has gone: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stops_as_on_sigterm_when_its_log_stream_is_closed() {
+    let w = World::new().await;
+    let mut cmd = tokio::process::Command::from(w.task_command());
+    let mut child = cmd
+        .env("SQS_WAIT_TIME_SECONDS", "1")
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the worker");
+    drop(child.stdout.take());
+    // A guard against a hang, not a timing target: without the fix it never exits.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), child.wait_with_output())
+        .await
+        .expect("the worker stopped once nobody read its logs")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "no complaint per lost line, no panic: {stderr}");
 }

@@ -99,6 +99,7 @@ pub fn command() -> clap::Command {
         .mut_subcommand("doctor", |c| doctor::describe(RunArgs::describe_flags(c)))
         .mut_subcommand("lambda", LambdaArgs::describe_flags)
         .mut_subcommand("setup", setup::describe)
+        .mut_subcommand("healthcheck", healthcheck::describe)
         .mut_subcommand("dlq", dlq::args::describe);
     for (name, examples, aws) in HELP {
         cmd = cmd.mut_subcommand(name, |c| c.after_help(after_help(examples, aws)));

@@ -3,12 +3,24 @@
 //! signal exits immediately; unfinished messages then reappear on the queue
 //! when their visibility timeout ends, so nothing is lost either way.
 
+use std::sync::LazyLock;
+
 use tokio_util::sync::CancellationToken;
+
+/// Cancelled when stdout, where `run` logs, has been closed by its reader
+/// (`run | head`): nobody hears the worker any more, so it stops as on
+/// SIGTERM.
+static STDOUT_CLOSED: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+
+/// Records that stdout's reader has gone.
+pub fn stdout_closed() {
+    STDOUT_CLOSED.cancel();
+}
 
 /// Exit code after a second signal (128 + SIGINT, as shells report it).
 const FORCED_EXIT_CODE: i32 = 130;
 
-/// A token cancelled by the first SIGTERM or SIGINT.
+/// A token cancelled by the first SIGTERM or SIGINT (or when stdout's reader has gone).
 ///
 /// The handlers are installed before this returns, not in the spawned task:
 /// a SIGTERM that arrives before that task first runs must drain the worker,
@@ -18,7 +30,10 @@ pub fn on_signals() -> CancellationToken {
     let cancel = token.clone();
     let mut signals = Signals::install();
     tokio::spawn(async move {
-        let first = signals.next().await;
+        let first = tokio::select! {
+            first = signals.next() => first,
+            () = STDOUT_CLOSED.cancelled() => "stdout closed",
+        };
         tracing::info!(signal = first, "shutting down: no new receives, draining in-flight messages");
         cancel.cancel();
         let second = signals.next().await;

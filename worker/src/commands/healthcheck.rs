@@ -7,13 +7,13 @@
 use clap::Args;
 
 use crate::commands::output;
-use crate::config::observe::{OFF, health_file_or_default};
+use crate::config::observe::{DEFAULT_HEALTH_FILE, OFF, health_file_or_default};
 use crate::observe::health::{self, Verdict};
 
 /// `healthcheck`'s flags.
 #[derive(Debug, Clone, Args)]
 pub struct HealthcheckArgs {
-    /// The health file `run` writes (the same `WORKER_HEALTH_FILE`) [default: /tmp/student-worker-health.json].
+    /// The health file `run` writes (the same `WORKER_HEALTH_FILE`).
     #[arg(long, env = "WORKER_HEALTH_FILE", value_name = "PATH")]
     pub health_file: Option<String>,
 }
@@ -23,6 +23,13 @@ pub const EXAMPLES: &str = "\
   student-worker healthcheck
   WORKER_HEALTH_FILE=/data/health.json student-worker healthcheck
   (task definition) \"healthCheck\": {\"command\": [\"CMD\", \"/student-worker\", \"healthcheck\"]}";
+
+/// `healthcheck`'s flag with its default, written from the constant.
+pub fn describe(cmd: clap::Command) -> clap::Command {
+    cmd.mut_arg("health_file", |a| {
+        a.help(format!("The health file `run` writes (the same `WORKER_HEALTH_FILE`) [default: {DEFAULT_HEALTH_FILE}]"))
+    })
+}
 
 /// The worker is not healthy; the message says why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -7,6 +7,8 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use clap::ValueEnum;
+
+use crate::shutdown;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
@@ -76,10 +78,11 @@ pub fn init(format: Option<LogFormat>, sink: Sink) -> LogFormat {
     let terminal = sink.is_terminal();
     let format = *FORMAT.get_or_init(|| format.unwrap_or_else(|| default_format(terminal)));
     let writer = match sink {
-        Sink::Stdout => BoxMakeWriter::new(std::io::stdout),
+        Sink::Stdout => BoxMakeWriter::new(|| Watched(std::io::stdout())),
         Sink::Stderr => BoxMakeWriter::new(std::io::stderr),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    // A closed log stream is not worth a complaint on stderr for every line.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).log_internal_errors(false);
     // A second init (tests run several workers in one process) is harmless.
     let _ = match format {
         // The current span carries context such as a Lambda invocation's
@@ -90,6 +93,31 @@ pub fn init(format: Option<LogFormat>, sink: Sink) -> LogFormat {
         LogFormat::Text => builder.with_ansi(colour(terminal)).with_target(false).try_init(),
     };
     format
+}
+
+/// Stdout that notices its reader has gone: that stops the worker (see
+/// [`shutdown::stdout_closed`]), and the line is dropped instead of failing.
+struct Watched(std::io::Stdout);
+
+impl std::io::Write for Watched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        watch(std::io::Write::write_all(&mut self.0, buf)).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        watch(std::io::Write::flush(&mut self.0))
+    }
+}
+
+/// Turns a closed stdout into the worker's stop, and the write into a no-op.
+pub fn watch(written: std::io::Result<()>) -> std::io::Result<()> {
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            shutdown::stdout_closed();
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]

@@ -84,7 +84,7 @@ async fn emit(mut emitter: Emitter, interval: Duration, stop: CancellationToken)
             () = stop.cancelled() => true,
             () = tokio::time::sleep(interval) => false,
         };
-        if let Err(e) = emitter.flush(&mut std::io::stdout().lock()) {
+        if let Err(e) = logging::watch(emitter.flush(&mut std::io::stdout().lock())) {
             tracing::warn!(error = %e, "could not write the metrics line");
         }
         if stopped {

@@ -38,8 +38,12 @@ pub struct Deferrals(Mutex<HashMap<String, Instant>>);
 
 impl Deferrals {
     fn record(&self, message_id: &str, seconds: i32) {
-        let due = Instant::now() + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        let now = Instant::now();
+        let due = now + Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
         if let Ok(mut due_at) = self.0.lock() {
+            // Those already back are forgotten, so a service that runs for
+            // months keeps only the deferrals still pending.
+            due_at.retain(|_, due| *due > now);
             due_at.insert(message_id.to_owned(), due);
         }
     }
@@ -154,5 +158,18 @@ mod tests {
         assert_eq!(ack(Decision::Fatal(fatal)), (Some(Ack::Visibility("r".into(), 0)), Outcome::Released));
         let refusal = ContractError::new(ErrorCode::MalformedJson, "body", "not JSON");
         assert_eq!(ack(Decision::DeadLetter(refusal)).1, Outcome::Invalid);
+    }
+
+    #[test]
+    fn deferrals_keep_only_what_is_still_hidden() {
+        let d = Deferrals::default();
+        assert_eq!(d.pending(), None);
+        d.record("back already", 0);
+        d.record("later", 30);
+        d.record("soon", 8);
+        let (n, next) = d.pending().expect("two pending");
+        assert_eq!(n, 2);
+        assert!(next <= Duration::from_secs(8) && next > Duration::from_secs(5), "{next:?}");
+        assert_eq!(d.0.lock().expect("lock").len(), 2, "the one already back is forgotten");
     }
 }
