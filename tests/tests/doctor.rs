@@ -217,7 +217,7 @@ async fn access_denied_names_the_missing_action_and_the_policy_to_fix() {
     assert_eq!(
         update.fix.as_deref(),
         Some(
-            "add \"dynamodb:UpdateItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy (locally: to your profile's user or role)"
+            "add \"dynamodb:UpdateItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy (on Lambda: the function's role; locally: your profile's user or role)"
         )
     );
     let delete = find("permission sqs:DeleteMessage");

@@ -190,6 +190,7 @@ async fn a_missing_table_fails_the_invocation_with_cause_and_fix_and_dead_letter
     let message = error["errorMessage"].as_str().expect("errorMessage");
     assert!(message.contains("Missing"), "names the table: {message}");
     assert!(message.contains("check DYNAMODB_TABLE_NAME"), "says the fix: {message}");
+    assert!(message.contains("Lambda function"), "a fix that fits a function, not only an ECS task: {message}");
     assert!(w.dead_letters().await.is_empty(), "nothing dead-lettered for a fatal error");
     assert_eq!(w.queue_counts().await, (0, 2), "nothing deleted: the batch returns after its visibility");
     let ended = f.stop().await;

@@ -93,7 +93,7 @@ fn problem_and_fix(e: &AwsError, subject: Subject<'_>) -> (String, String) {
         Kind::AccessDenied => (
             format!("the role lacks {} on {}", e.action, e.resource),
             format!(
-                "add \"{}\" on {} to the task role's IAM policy (locally: to your profile's user or role)",
+                "add \"{}\" on {} to the task role's IAM policy (on Lambda: the function's role; locally: your profile's user or role)",
                 e.action,
                 resource_arn(subject, region)
             ),
@@ -125,7 +125,7 @@ fn not_found(subject: Subject<'_>, region: &str) -> (String, String) {
                 "table {name} does not exist in region {region} (the region asked): a table name typo or a region mismatch"
             ),
             format!(
-                "check DYNAMODB_TABLE_NAME and AWS_REGION: the table must be in the same region as the ECS task \
+                "check DYNAMODB_TABLE_NAME and AWS_REGION: the table must be in the same region as the worker (its ECS task or Lambda function) \
                  (create it with partition key {STUDENT_ID}, type String)"
             ),
         ),
@@ -133,7 +133,9 @@ fn not_found(subject: Subject<'_>, region: &str) -> (String, String) {
             format!(
                 "queue {url} does not exist in region {region} (the region asked): a URL typo or a region mismatch"
             ),
-            format!("check {variable} and AWS_REGION: use the URL `aws sqs get-queue-url` prints in the task's region"),
+            format!(
+                "check {variable} and AWS_REGION: use the URL `aws sqs get-queue-url` prints in the worker's region"
+            ),
         ),
         Subject::Credentials => ("not found".to_owned(), "check the credential configuration".to_owned()),
     }
@@ -177,7 +179,7 @@ mod tests {
         assert!(x.cause.starts_with("AccessDeniedException: the role lacks dynamodb:PutItem on table Students"));
         assert_eq!(
             x.fix,
-            "add \"dynamodb:PutItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy (locally: to your profile's user or role)"
+            "add \"dynamodb:PutItem\" on arn:aws:dynamodb:ap-northeast-2:<account-id>:table/Students to the task role's IAM policy (on Lambda: the function's role; locally: your profile's user or role)"
         );
         assert!(x.fatal);
     }
