@@ -82,21 +82,22 @@ impl BatchSettler {
     async fn dead_letter(&self, work: &Work<Instant>, refusal: &ContractError) -> Outcome {
         match self.dead_letter.forward(&work.message, refusal, work.student_id()).await {
             // The DLQ has it: the mapping may delete it.
-            Ok(()) if self.dead_letter.is_enabled() => return Outcome::Invalid,
+            Ok(()) if self.dead_letter.is_enabled() => Outcome::Invalid,
             // No DLQ: reported, so the queue's redrive moves it.
-            Ok(()) => {}
+            Ok(()) => {
+                self.report(work);
+                Outcome::Invalid
+            }
             Err(e) if self.fatal.set_if_fatal(&e) => {
                 self.report(work);
-                return Outcome::Released;
+                Outcome::Released
             }
             Err(e) => {
                 tracing::warn!(error = %e, message_id = %work.message.message_id, trace_id = work.message.trace_id(), "DLQ send failed: reporting the message as failed");
                 self.report(work);
-                return Outcome::Retry;
+                Outcome::Retry
             }
         }
-        self.report(work);
-        Outcome::Invalid
     }
 }
 
