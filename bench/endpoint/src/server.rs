@@ -5,8 +5,11 @@
 //! counts calls per operation.
 //!
 //! Control routes for the benchmark driver: `GET /stats` (JSON) and
-//! `POST /reset?messages=N&latency_ms=L&throttle_rate=P&students=S`.
+//! `POST /reset?messages=N&latency_ms=L&throttle_rate=P&students=S&concurrency=C`.
+//!
+//! Plain HTTP, or HTTPS when started with a [`Tls`] (control routes too).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,6 +24,7 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -28,6 +32,8 @@ use tokio::task::JoinHandle;
 use crate::delay::Delay;
 use crate::events;
 use crate::queue::Queue;
+use crate::slots::Slots;
+use crate::tls::Tls;
 
 /// SQS returns at most 10 messages per receive.
 const SQS_MAX_MESSAGES: usize = 10;
@@ -51,11 +57,13 @@ pub struct Settings {
     pub throttle_rate: f64,
     /// Distinct student ids the stream cycles through.
     pub students: u64,
+    /// Writes the client may have in flight, for the idle-slot accounting.
+    pub concurrency: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { messages: 0, latency: Duration::ZERO, throttle_rate: 0.0, students: 10_000 }
+        Self { messages: 0, latency: Duration::ZERO, throttle_rate: 0.0, students: 10_000, concurrency: 32 }
     }
 }
 
@@ -84,8 +92,16 @@ struct Shared {
     /// Time writes spent here, arrival to answer, summed (nanoseconds): over
     /// the run's length it is the mean number of writes in flight.
     write_busy_nanos: AtomicU64,
+    /// The client's idle write slots, by whether a message was waiting.
+    slots: Slots,
     /// Adds the configured latency precisely (tokio's timer rounds up to whole ms).
     delay: Delay,
+    /// Connections whose first request was an AWS call (not the driver's).
+    connections: AtomicU64,
+    /// Completed handshakes of those connections.
+    tls_handshakes: AtomicU64,
+    /// Failed handshakes, whoever the client (they never get to a request).
+    tls_handshake_failures: AtomicU64,
 }
 
 impl Shared {
@@ -99,6 +115,7 @@ impl Shared {
 #[derive(Debug)]
 pub struct Endpoint {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<Shared>,
     accept: JoinHandle<()>,
 }
@@ -115,6 +132,18 @@ impl Endpoint {
     /// # Errors
     /// When the address cannot be bound.
     pub async fn start(addr: SocketAddr, settings: Settings) -> std::io::Result<Self> {
+        Self::listen(addr, settings, None).await
+    }
+
+    /// Like [`Endpoint::start`], but serves HTTPS with `tls`'s certificate.
+    ///
+    /// # Errors
+    /// When the address cannot be bound.
+    pub async fn start_tls(addr: SocketAddr, settings: Settings, tls: &Tls) -> std::io::Result<Self> {
+        Self::listen(addr, settings, Some(tls.clone())).await
+    }
+
+    async fn listen(addr: SocketAddr, settings: Settings, tls: Option<Tls>) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -122,22 +151,27 @@ impl Endpoint {
             wake: Notify::new(),
             writes: AtomicU64::new(0),
             write_busy_nanos: AtomicU64::new(0),
+            slots: Slots::default(),
             delay: Delay::start(),
+            connections: AtomicU64::new(0),
+            tls_handshakes: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
         });
-        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Ok(Self { addr, shared, accept })
+        let tls_on = tls.is_some();
+        let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared), tls));
+        Ok(Self { addr, tls: tls_on, shared, accept })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", if self.tls { "https" } else { "http" }, self.addr)
     }
 
     /// The counters of the current run, as `GET /stats` shows them.
     #[must_use]
     pub fn stats(&self) -> Value {
-        stats_json(&mut self.shared.lock(), self.shared.write_busy_nanos.load(Ordering::Relaxed))
+        stats_json(&self.shared)
     }
 
     /// Starts a new run with `settings`: a full queue, zeroed counters.
@@ -146,20 +180,46 @@ impl Endpoint {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tls: Option<Tls>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         // Small request/response pairs: never wait for Nagle.
         let _ = stream.set_nodelay(true);
         let shared = Arc::clone(&shared);
+        let Some(tls) = &tls else {
+            tokio::spawn(serve(stream, shared, false));
+            continue;
+        };
+        // The handshake runs in the connection's task, not the accept loop.
+        let handshake = tls.acceptor().accept(stream);
         tokio::spawn(async move {
-            let service = service_fn(move |req| handle(Arc::clone(&shared), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match handshake.await {
+                Ok(stream) => serve(stream, shared, true).await,
+                Err(_) => {
+                    shared.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         });
     }
+}
+
+/// Serves one kept-alive HTTP/1.1 connection. It is counted (with its
+/// handshake, if `tls`) at its first request, and only if that is an AWS
+/// call, so the driver's `/reset` and `/stats` connections stay out of the
+/// counts; after that, a request costs one flag test more.
+async fn serve(io: impl AsyncRead + AsyncWrite + Send + Unpin + 'static, shared: Arc<Shared>, tls: bool) {
+    let first = Cell::new(true);
+    let service = service_fn(move |req: Request<Incoming>| {
+        if first.replace(false) && req.headers().contains_key("x-amz-target") {
+            shared.connections.fetch_add(1, Ordering::Relaxed);
+            if tls {
+                shared.tls_handshakes.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        handle(Arc::clone(&shared), req)
+    });
+    let _ =
+        hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(io), service).await;
 }
 
 fn reset(shared: &Shared, settings: Settings) {
@@ -169,6 +229,10 @@ fn reset(shared: &Shared, settings: Settings) {
     }
     shared.writes.store(0, Ordering::Relaxed);
     shared.write_busy_nanos.store(0, Ordering::Relaxed);
+    shared.slots.reset(settings.concurrency);
+    shared.connections.store(0, Ordering::Relaxed);
+    shared.tls_handshakes.store(0, Ordering::Relaxed);
+    shared.tls_handshake_failures.store(0, Ordering::Relaxed);
     shared.wake.notify_waiters();
 }
 
@@ -180,9 +244,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     Ok(match (target, &method, path.as_str()) {
         (Some(target), &Method::POST, _) => aws_call(&shared, &target, &body).await,
-        (None, &Method::GET, "/stats") => {
-            respond(StatusCode::OK, &stats_json(&mut shared.lock(), shared.write_busy_nanos.load(Ordering::Relaxed)))
-        }
+        (None, &Method::GET, "/stats") => respond(StatusCode::OK, &stats_json(&shared)),
         (None, &Method::POST, "/reset") => match parse_settings(&query) {
             Ok(settings) => {
                 reset(&shared, settings);
@@ -197,6 +259,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
 async fn aws_call(shared: &Shared, target: &str, body: &[u8]) -> Response<Full<Bytes>> {
     let arrived = Instant::now();
     let operation = target.rsplit('.').next().unwrap_or(target);
+    let is_write = matches!(operation, "PutItem" | "UpdateItem");
+    if is_write {
+        shared.slots.write_arrived();
+    }
     let latency = {
         let mut state = shared.lock();
         *state.stats.calls.entry(operation.to_owned()).or_default() += 1;
@@ -230,6 +296,7 @@ async fn aws_call(shared: &Shared, target: &str, body: &[u8]) -> Response<Full<B
         "GetQueueAttributes" => queue_attributes(shared),
         "PutItem" | "UpdateItem" => {
             let response = write(shared);
+            shared.slots.write_answered();
             let busy = u64::try_from(arrived.elapsed().as_nanos()).unwrap_or(u64::MAX);
             shared.write_busy_nanos.fetch_add(busy, Ordering::Relaxed);
             response
@@ -256,6 +323,7 @@ async fn receive(shared: &Shared, request: &Value) -> Response<Full<Bytes>> {
         };
         let now = Instant::now();
         if !messages.is_empty() {
+            shared.slots.delivered(messages.len() as u64);
             return respond(StatusCode::OK, &json!({ "Messages": messages }));
         }
         if finished || now >= deadline {
@@ -350,7 +418,10 @@ fn throttled(n: u64, rate: f64) -> bool {
     draw < rate
 }
 
-fn stats_json(state: &mut State, write_busy_nanos: u64) -> Value {
+fn stats_json(shared: &Shared) -> Value {
+    let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let idle = shared.slots.idle();
+    let state = shared.lock();
     let seconds = |t: Option<SystemTime>| t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs_f64());
     let elapsed = match (state.stats.first_receive, state.stats.finished) {
         (Some(first), Some(last)) => last.duration_since(first).ok().map(|d| d.as_secs_f64()),
@@ -368,7 +439,13 @@ fn stats_json(state: &mut State, write_busy_nanos: u64) -> Value {
         "first_receive_unix": seconds(state.stats.first_receive),
         "finished_unix": seconds(state.stats.finished),
         "elapsed_seconds": elapsed,
-        "write_busy_seconds": write_busy_nanos as f64 / 1e9,
+        "write_busy_seconds": count(&shared.write_busy_nanos) as f64 / 1e9,
+        "concurrency": state.settings.concurrency,
+        "idle_slot_seconds_starved": idle.starved_seconds,
+        "idle_slot_seconds_ready": idle.ready_seconds,
+        "connections": count(&shared.connections),
+        "tls_handshakes": count(&shared.tls_handshakes),
+        "tls_handshake_failures": count(&shared.tls_handshake_failures),
     })
 }
 
@@ -383,7 +460,12 @@ fn parse_settings(query: &str) -> Result<Settings, String> {
             "latency_ms" => settings.latency = Duration::from_millis(value.parse().map_err(|e| bad(&e))?),
             "throttle_rate" => settings.throttle_rate = value.parse().map_err(|e| bad(&e))?,
             "students" => settings.students = value.parse().map_err(|e| bad(&e))?,
-            _ => return Err(format!("unknown setting {key:?} (messages, latency_ms, throttle_rate, students)")),
+            "concurrency" => settings.concurrency = value.parse().map_err(|e| bad(&e))?,
+            _ => {
+                return Err(format!(
+                    "unknown setting {key:?} (messages, latency_ms, throttle_rate, students, concurrency)"
+                ));
+            }
         }
     }
     Ok(settings)
@@ -410,7 +492,16 @@ mod tests {
     #[test]
     fn reset_query_is_parsed_and_checked() {
         let s = parse_settings("messages=50&latency_ms=5&throttle_rate=0.25&students=7").expect("valid");
-        assert_eq!(s, Settings { messages: 50, latency: Duration::from_millis(5), throttle_rate: 0.25, students: 7 });
+        assert_eq!(
+            s,
+            Settings {
+                messages: 50,
+                latency: Duration::from_millis(5),
+                throttle_rate: 0.25,
+                students: 7,
+                concurrency: 32
+            }
+        );
         assert!(parse_settings("messages=many").is_err());
         assert!(parse_settings("speed=9").is_err());
     }

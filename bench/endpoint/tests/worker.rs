@@ -57,6 +57,9 @@ async fn the_worker_drains_the_endpoint_writing_and_deleting_each_message_once()
     assert!(calls("UpdateItem") > 0, "patches reach UpdateItem: {stats}");
     assert!(calls("DeleteMessageBatch") >= MESSAGES / 10, "{stats}");
     assert!(calls("GetQueueAttributes") >= 1, "exit-when-empty asked for the counts: {stats}");
+    let connections = stats["connections"].as_u64().unwrap_or(0);
+    assert!((1..MESSAGES).contains(&connections), "the SDK reuses its connections: {stats}");
+    assert_eq!(stats["tls_handshakes"], 0, "plain HTTP: {stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
