@@ -4,21 +4,22 @@
 
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::config::{ConfigError, RunConfig};
 use crate::limits::{DYNAMODB_ATTEMPT_TIMEOUT, SQS_ATTEMPT_SLACK};
 
-/// Loads the shared SDK configuration; a missing region stops start-up.
+/// Loads the shared SDK configuration; a missing region or a wrong
+/// `AWS_CA_BUNDLE` stops start-up.
 pub async fn load_sdk_config() -> Result<SdkConfig, ConfigError> {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let sdk = super::trust::load_defaults().await?;
     if sdk.region().is_none() {
         return Err(ConfigError {
             variable: "AWS_REGION",
-            flag: "region (none: environment only)",
+            flag: "",
             problem: "is not set and no profile names a region".into(),
             fix: "set AWS_REGION to the region of the table and queue, e.g. ap-northeast-2 (ECS sets it for tasks)"
                 .into(),

@@ -38,6 +38,9 @@ pub enum Kind {
     WrongKeySchema,
     /// `ValidationException`: the request (the item) is refused as such.
     Rejected,
+    /// The endpoint's TLS certificate is not trusted (a TLS-inspecting proxy,
+    /// a private endpoint): no retry can fix it, only the trusted CAs.
+    UntrustedCertificate,
     /// Throttling, 5xx, timeouts, connection errors, anything unknown.
     Transient,
 }
@@ -46,9 +49,12 @@ impl Kind {
     /// What to do about it.
     pub fn action(self) -> Action {
         match self {
-            Self::AccessDenied | Self::NoCredentials | Self::BadCredentials | Self::NotFound | Self::WrongKeySchema => {
-                Action::Stop
-            }
+            Self::AccessDenied
+            | Self::NoCredentials
+            | Self::BadCredentials
+            | Self::NotFound
+            | Self::WrongKeySchema
+            | Self::UntrustedCertificate => Action::Stop,
             Self::Rejected => Action::DeadLetter,
             Self::Transient => Action::Retry,
         }
@@ -91,6 +97,7 @@ impl AwsError {
             (Some(code), _) if &**code == "ValidationException" && names_the_key(&message) => Kind::WrongKeySchema,
             (Some(code), _) => kind_of_code(code),
             (None, SdkError::DispatchFailure(_)) if missing_credentials(err) => Kind::NoCredentials,
+            (None, SdkError::DispatchFailure(_)) if untrusted_certificate(err) => Kind::UntrustedCertificate,
             _ => Kind::Transient,
         };
         let throttling_reasons = match &code {
@@ -154,6 +161,7 @@ impl AwsError {
     pub fn code_or_kind(&self) -> &str {
         self.code.as_deref().unwrap_or(match self.kind {
             Kind::NoCredentials => "NoCredentials",
+            Kind::UntrustedCertificate => "UntrustedCertificate",
             _ => "error",
         })
     }
@@ -309,6 +317,21 @@ fn missing_credentials(err: &(dyn StdError + 'static)) -> bool {
         source = e.source();
     }
     false
+}
+
+/// A TLS handshake refused for the server's certificate.
+fn untrusted_certificate(err: &(dyn StdError + 'static)) -> bool {
+    causes(err).any(|e| matches!(e.downcast_ref::<rustls::Error>(), Some(rustls::Error::InvalidCertificate(_))))
+}
+
+/// `err` and every error under it. An `io::Error`'s `source()` skips the
+/// error it wraps (rustls's, inside hyper's), so that payload is the next
+/// link instead.
+fn causes<'a>(err: &'a (dyn StdError + 'static)) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
+    std::iter::successors(Some(err), |&e| match e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref) {
+        Some(payload) => Some(payload as &(dyn StdError + 'static)),
+        None => e.source(),
+    })
 }
 
 /// The error and its sources on one line.

@@ -8,6 +8,7 @@ use std::fmt;
 use student_shared::item::attr::STUDENT_ID;
 
 use super::error::{Action, AwsError, Kind};
+use super::trust::CA_BUNDLE_VARIABLE;
 
 /// `CODE on ACTION for RESOURCE: ` and AWS's message; for a fatal error,
 /// the problem and the fix `doctor` prints too.
@@ -100,6 +101,15 @@ fn problem_and_fix(e: &AwsError, subject: Subject<'_>) -> (String, String) {
         ),
         Kind::NotFound => not_found(subject, region),
         Kind::WrongKeySchema | Kind::Rejected => wrong_key_schema(),
+        Kind::UntrustedCertificate => (
+            "the endpoint's TLS certificate is not signed by a trusted CA: a TLS-inspecting proxy, \
+             or a private endpoint signed by your own CA"
+                .to_owned(),
+            format!(
+                "put that CA's certificate in a PEM file and set {CA_BUNDLE_VARIABLE} to its path (the system's roots \
+                 stay trusted); if nothing should intercept, check HTTPS_PROXY and AWS_ENDPOINT_URL"
+            ),
+        ),
         Kind::Transient => (
             "a network or service problem".to_owned(),
             "check that the AWS endpoint is reachable (and AWS_ENDPOINT_URL, if set), then run doctor again".to_owned(),

@@ -3,16 +3,27 @@
 
 /// A configuration value that stops start-up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{variable} (--{flag}) {problem}; {fix}")]
+#[error("{} {problem}; {fix}", self.setting())]
 pub struct ConfigError {
     /// The environment variable.
     pub variable: &'static str,
-    /// The equivalent flag, without dashes.
+    /// The equivalent flag, without dashes; empty for a variable that has
+    /// no flag (the SDK's own, like `AWS_REGION`).
     pub flag: &'static str,
     /// What is wrong.
     pub problem: String,
     /// What to do.
     pub fix: String,
+}
+
+impl ConfigError {
+    /// The variable, and its flag when it has one: `SQS_QUEUE_URL (--queue-url)`.
+    pub fn setting(&self) -> String {
+        match self.flag {
+            "" => self.variable.to_owned(),
+            flag => format!("{} (--{flag})", self.variable),
+        }
+    }
 }
 
 /// A set, non-blank value, trimmed.

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use aws_config::SdkConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
 use clap::Args;
 
 use super::error::{DoctorFailed, PreflightError};
@@ -13,13 +13,13 @@ use super::report::{Check, Report};
 use super::resources::{self, QueueAttributes};
 use super::{identity, probes};
 use crate::aws::explain::Subject;
-use crate::aws::region_of;
+use crate::aws::{region_of, trust};
 use crate::commands::error::CommandError;
 use crate::commands::output;
 use crate::config::RunArgs;
-use crate::config::RunConfig;
 use crate::config::error::NOT_SET;
 use crate::config::run::DEFAULT_VISIBILITY_TIMEOUT_SECONDS;
+use crate::config::{ConfigError, RunConfig};
 
 /// One doctor call may take this long (SDK retries included) before it counts as failed.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -58,8 +58,10 @@ pub fn describe(cmd: clap::Command) -> clap::Command {
 
 /// Runs every check, prints them, and fails if any check failed.
 pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
-    let sdk = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let report = diagnose(&sdk, &args.run).await;
+    let report = match trust::load_defaults().await {
+        Ok(sdk) => diagnose(&sdk, &args.run).await,
+        Err(e) => untrusted(&args.run, e),
+    };
     if args.json {
         let json = serde_json::to_string_pretty(&report)
             .map_err(|e| CommandError::Io { what: "printing the report".into(), source: e.into() })?;
@@ -71,6 +73,18 @@ pub async fn doctor(args: &DoctorArgs) -> Result<(), CommandError> {
         true => Ok(()),
         false => Err(DoctorFailed { failed: report.checks.iter().filter(|c| c.failed()).count() }.into()),
     }
+}
+
+/// The report when `AWS_CA_BUNDLE` is wrong: no call is made, since every
+/// one of them would fail its TLS handshake for a reason the report could
+/// not name.
+fn untrusted(args: &RunArgs, e: ConfigError) -> Report {
+    let cause = format!("{} {}", e.setting(), e.problem);
+    Report::new(vec![
+        configuration(args).0,
+        Check::fail("trusted CAs", format!("{} is wrong", e.variable), cause, e.fix, true),
+        Check::skip("region, credentials and resources", format!("not checked: {} is wrong", e.variable)),
+    ])
 }
 
 /// What the checks are about, read leniently so that a broken configuration
@@ -148,7 +162,7 @@ fn configuration(args: &RunArgs) -> (Check, Targets) {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_SECONDS),
             };
-            let cause = format!("{} (--{}) {}", e.variable, e.flag, e.problem);
+            let cause = format!("{} {}", e.setting(), e.problem);
             let detail = match e.problem.as_str() {
                 NOT_SET => format!("{} {NOT_SET}", e.variable),
                 _ => format!("{} is wrong", e.variable),

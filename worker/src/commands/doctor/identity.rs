@@ -16,6 +16,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use super::report::Check;
 use crate::aws::error::AwsError;
 use crate::aws::explain::{Subject, explain};
+use crate::aws::trust::CA_BUNDLE_VARIABLE;
 
 /// ECS sets this in a task's environment when a task role is attached.
 const ECS_CREDENTIALS_VARIABLES: [&str; 2] =
@@ -58,9 +59,17 @@ pub fn endpoint(sdk: &SdkConfig, region: &str) -> Check {
                 Ok(v) if v.trim() == url => "AWS_ENDPOINT_URL",
                 _ => "the profile's endpoint_url",
             };
-            Check::pass("endpoint", format!("{url} (from {source})"))
+            Check::pass("endpoint", format!("{url} (from {source}){}", trusting()))
         }
-        None => Check::pass("endpoint", format!("AWS's own endpoints for {region}")),
+        None => Check::pass("endpoint", format!("AWS's own endpoints for {region}{}", trusting())),
+    }
+}
+
+/// The extra CAs trusted, when `AWS_CA_BUNDLE` names some.
+fn trusting() -> String {
+    match std::env::var(CA_BUNDLE_VARIABLE) {
+        Ok(path) if !path.is_empty() => format!(", trusting the CAs of {CA_BUNDLE_VARIABLE}={path} too"),
+        _ => String::new(),
     }
 }
 
