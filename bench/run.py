@@ -135,12 +135,14 @@ def run_once(command, env, endpoint, messages, latency_ms, throttle_rate):
     """Runs one child to completion against a fresh queue; returns its figures."""
     concurrency = int(env["WORKER_CONCURRENCY"])
     endpoint.reset(messages, latency_ms, throttle_rate, concurrency)
+    cpu_before = cpu_ticks()
     with open(os.devnull, "w") as devnull:
         spawned = time.time()
         # Logs go to /dev/null: formatting them is part of the cost, a terminal is not.
         child = subprocess.Popen(command, env=env, stdout=devnull, stderr=subprocess.PIPE)
         status, usage, hwm_kib = wait_with_timeout(child)
         wall = time.time() - spawned
+    cpu_after = cpu_ticks()
     stderr = child.stderr.read().decode(errors="replace")
     stats = endpoint.stats()
     if status != 0 or not stats["finished"]:
@@ -177,10 +179,25 @@ def run_once(command, env, endpoint, messages, latency_ms, throttle_rate):
         # The CPU the child used per second of the run (1.0 = one core busy).
         "cpu_busy": cpu / wall if wall else 0.0,
         "deliveries": stats["deliveries"],
+        # The share of the machine's CPU time the hypervisor gave to others
+        # during the run: the noise the figures carry.
+        "steal": steal_share(cpu_before, cpu_after),
         "connections": stats.get("connections", 0),
         "tls_handshakes": handshakes,
         "calls_per_handshake": sum(calls.values()) / handshakes if handshakes else None,
     }
+
+
+def cpu_ticks():
+    """The machine's CPU time counters (/proc/stat's first line)."""
+    with open("/proc/stat") as f:
+        return [int(x) for x in f.readline().split()[1:]]
+
+
+def steal_share(before, after):
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta[:8])  # user .. steal; guest time is counted in user already
+    return delta[7] / total if total else 0.0
 
 
 def vm_hwm_kib(pid):
@@ -267,8 +284,8 @@ def report(args, results, startup, started_load):
     lines += ["", "| implementation | transport | added latency | messages | messages/s | nominal bound c/latency | share | "
               "measured bound c/write time | share | writes in flight (mean) | idle slots: none received | idle slots: message in hand | CPU busy (cores) | "
               "CPU µs/msg | CPU µs/msg net of start-up | peak RSS (VmHWM) MB | wait4 maxrss MB | API calls/msg | "
-              "calls per TLS handshake | first receive ms |",
-              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "calls per TLS handshake | first receive ms | CPU stolen by the host |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (impl, transport, latency), rs in results.items():
         nominal = c / (latency / 1000) if latency else None
         measured = measured_bound(c, rs) if latency else None
@@ -284,7 +301,7 @@ def report(args, results, startup, started_load):
             f"{fmt(median(rs, 'peak_rss_mb'), 1)} | {fmt(median(rs, 'wait4_maxrss_mb'), 1)} | "
             f"{median(rs, 'calls_per_message'):.3f} | "
             f"{fmt(statistics.median(per_handshake)) if per_handshake else '-'} | "
-            f"{fmt(median(rs, 'first_receive_ms'))} |")
+            f"{fmt(median(rs, 'first_receive_ms'))} | {median(rs, 'steal'):.1%} |")
     lines += ["", "Spread over the repetitions ((max - min) / median):", "",
               "| implementation | transport | added latency | messages/s | CPU µs/msg | peak RSS | share of measured bound |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]

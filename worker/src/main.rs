@@ -28,7 +28,15 @@ fn main() -> ExitCode {
         .and_then(|v| v.trim().parse().ok())
         .filter(|n: &usize| *n > 0)
         .unwrap_or(DEFAULT_RUNTIME_THREADS);
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build() {
+    // One thread: the current-thread runtime, where the receive loop and the
+    // processing tasks share the thread that runs `block_on`. A multi-thread
+    // runtime would keep that loop on the main thread and make every
+    // hand-off to a processing task (and back) cross threads.
+    let runtime = match threads {
+        1 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+    };
+    match runtime {
         Ok(runtime) => runtime.block_on(start()),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
