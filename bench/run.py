@@ -67,6 +67,7 @@ def parse_args():
                    help="an extra variable for the worker only (for A/B runs, e.g. TOKIO_WORKER_THREADS=2)")
     p.add_argument("--quick", action="store_true", help="1 repetition, small runs (a smoke test, not a measurement)")
     p.add_argument("--json", help="also write the raw results to this file")
+    p.add_argument("--report-from", metavar="FILE", help="print the report of the raw results an earlier --json run wrote; run nothing")
     args = p.parse_args()
     if args.quick:
         args.reps, args.messages, args.messages_slow = 1, 3000, 1000
@@ -310,6 +311,16 @@ def report(args, results, startup, started_load):
         lines.append(f"| {impl} | {transport} | {latency} ms | {spread(rs, 'rate'):.1%} | "
                      f"{spread(rs, 'cpu_us_per_message'):.1%} | {spread(rs, 'peak_rss_mb'):.1%} | "
                      f"{f'{min(shares):.1%} - {max(shares):.1%}' if shares else '-'} |")
+    lines += ["", "The repetition with the least CPU stolen by the host, per setting (on a shared machine, the "
+              "closest to a quiet figure):", "",
+              "| implementation | transport | added latency | stolen | messages/s | share of measured bound | "
+              "idle slots: message in hand | CPU busy (cores) | CPU µs/msg net of start-up |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for (impl, transport, latency), rs in results.items():
+        r = min(rs, key=lambda r: r["steal"])
+        share = f"{r['rate'] / (c / (r['write_ms'] / 1000)):.1%}" if latency else "-"
+        lines.append(f"| {impl} | {transport} | {latency} ms | {r['steal']:.1%} | {fmt(r['rate'])} | {share} | "
+                     f"{r['idle_ready']:.1%} | {r['cpu_busy']:.2f} | {fmt(r['net_cpu_us_per_message'])} |")
     lines += ["", "API calls per message by operation (medians):", "",
               "| implementation | transport | added latency | " + " | ".join(OPERATIONS) + " |",
               "| --- | --- | ---: |" + " ---: |" * len(OPERATIONS)]
@@ -437,8 +448,27 @@ def measure(args, impls, endpoint, transport, results, startup):
                       file=sys.stderr, flush=True)
 
 
+def load(path):
+    """The results and start-up figures an earlier run wrote with --json."""
+    with open(path) as f:
+        saved = json.load(f)
+    startup = {tuple(k.split("/")): rs for k, rs in saved["startup"].items()}
+    results = {}
+    for key, rs in saved["runs"].items():
+        impl_transport, latency = key.rsplit("@", 1)
+        impl, transport = impl_transport.split("/")
+        results[(impl, transport, int(latency.removesuffix("ms")))] = rs
+    return results, startup, saved.get("load", "unknown")
+
+
 def main():
     args = parse_args()
+    if args.report_from:
+        results, startup, started_load = load(args.report_from)
+        args.reps = max(len(rs) for rs in results.values())
+        args.transports = sorted({t for (_, t, _) in results}, key=["http", "https"].index)
+        report(args, results, startup, started_load)
+        return
     root = args.root
     impls = implementations(args, root)
     started_load = loadavg()
@@ -459,7 +489,8 @@ def main():
     results = dict(sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], order[kv[0][0]])))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"startup": {f"{i}/{t}": rs for (i, t), rs in startup.items()},
+            json.dump({"load": started_load,
+                       "startup": {f"{i}/{t}": rs for (i, t), rs in startup.items()},
                        "runs": {f"{i}/{t}@{l}ms": rs for (i, t, l), rs in results.items()}}, f, indent=1)
     report(args, results, startup, started_load)
 

@@ -17,9 +17,9 @@ use student_worker::observe::logging::{self, LogFormat, Sink};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Runtime threads unless `TOKIO_WORKER_THREADS` says otherwise: the work is
-/// waiting on AWS, and one thread carries over 10,000 messages/s; a second
-/// one only adds cross-thread wake-ups (about 20 % more CPU per message in
-/// docs/performance.md) on tasks that mostly have a fraction of a vCPU.
+/// waiting on AWS, and one thread carries thousands of messages/s; a second
+/// one buys throughput only near a full core, for about 20 % more CPU per
+/// message (docs/performance.md), on tasks that mostly have a fraction of a vCPU.
 const DEFAULT_RUNTIME_THREADS: usize = 1;
 
 fn main() -> ExitCode {
