@@ -272,10 +272,10 @@ def measured_bound(c, rs):
     return c / (median(rs, "write_ms") / 1000)
 
 
-def report(args, results, startup, started_load):
+def report(args, results, startup, load):
     """Prints the Markdown report: figures, spreads, calls, ratios, TLS, targets."""
     c = args.concurrency
-    lines = [f"- machine: {machine()}", f"- load average before / after: {started_load} / {loadavg()}",
+    lines = [f"- machine: {machine()}", f"- load average before / after: {load}",
              f"- concurrency {c}, {args.reps} repetitions per setting (medians; spread = (max - min) / median), "
              f"throttle rate {args.throttle_rate}", ""]
     for (impl, transport), rs in startup.items():
@@ -464,10 +464,10 @@ def load(path):
 def main():
     args = parse_args()
     if args.report_from:
-        results, startup, started_load = load(args.report_from)
+        results, startup, load_before_after = load(args.report_from)
         args.reps = max(len(rs) for rs in results.values())
         args.transports = sorted({t for (_, t, _) in results}, key=["http", "https"].index)
-        report(args, results, startup, started_load)
+        report(args, results, startup, load_before_after)
         return
     root = args.root
     impls = implementations(args, root)
@@ -487,12 +487,13 @@ def main():
     # Keep the implementations of one transport and latency next to each other.
     order = {WORKER: 0, PYTHON: 1, NODE: 2}
     results = dict(sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], order[kv[0][0]])))
+    load_before_after = f"{started_load} / {loadavg()}"
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"load": started_load,
+            json.dump({"load": load_before_after,
                        "startup": {f"{i}/{t}": rs for (i, t), rs in startup.items()},
                        "runs": {f"{i}/{t}@{l}ms": rs for (i, t, l), rs in results.items()}}, f, indent=1)
-    report(args, results, startup, started_load)
+    report(args, results, startup, load_before_after)
 
 
 if __name__ == "__main__":
