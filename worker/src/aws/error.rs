@@ -309,14 +309,9 @@ fn names_the_key(message: &str) -> bool {
 /// Identity resolution fails before the request is sent: the SDK reports it
 /// as a dispatch failure whose source chain holds the credentials error.
 fn missing_credentials(err: &(dyn StdError + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(c) = e.downcast_ref::<CredentialsError>() {
-            return matches!(c, CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_));
-        }
-        source = e.source();
-    }
-    false
+    causes(err).filter_map(|e| e.downcast_ref::<CredentialsError>()).next().is_some_and(|c| {
+        matches!(c, CredentialsError::CredentialsNotLoaded(_) | CredentialsError::InvalidConfiguration(_))
+    })
 }
 
 /// A TLS handshake refused for the server's certificate.
