@@ -214,6 +214,16 @@ const WAVE_PAUSE: Duration = Duration::from_secs(3);
 const DEFAULT_SCALE_MAX_DEFER_SECONDS: u32 = 16;
 
 /// A task of the scale run: [`worker`]'s settings but the deferral cap.
+/// SIGTERM for a task once it is up. A task scaled out at the very step the
+/// scaler stops everything would otherwise get its SIGTERM before its
+/// process has reached `main`, where no program can handle it (it dies of
+/// the signal with nothing received); once it logs that it is starting, its
+/// handlers are in place and it must drain and exit 0.
+async fn stop_when_up(task: usize, run: WorkerProcess) -> (usize, Finished) {
+    run.until_stdout_contains("worker starting").await;
+    (task, run.terminate().await)
+}
+
 fn scale_worker(w: &World, proxy: &FaultProxy, exit_when_empty: bool, max_defer_seconds: &str) -> WorkerProcess {
     let exit = if exit_when_empty { "true" } else { "false" };
     WorkerProcess::spawn(
@@ -421,7 +431,7 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
         if scale_in {
             // ECS stops a task while the others go on: the scaler does not wait for the drain.
             let (task, run) = running.swap_remove(rng.random_range(0..running.len()));
-            stopping.spawn(async move { (task, run.terminate().await) });
+            stopping.spawn(stop_when_up(task, run));
             scaled_in += 1;
             note(&mut timeline, format!("{}s -1: task {task} ({})", started.elapsed().as_secs(), running.len()));
         } else {
@@ -449,7 +459,7 @@ async fn chaos_tasks_scaled_in_and_out_on_one_queue_lose_nothing() {
         format!("{}s +{tasks} exiting when empty, -{} ({tasks})", started.elapsed().as_secs(), running.len()),
     );
     for (task, run) in running {
-        stopping.spawn(async move { (task, run.terminate().await) });
+        stopping.spawn(stop_when_up(task, run));
         scaled_in += 1;
     }
     while let Some(stopped) = stopping.join_next().await {
