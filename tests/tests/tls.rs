@@ -2,7 +2,8 @@
 //! drains an HTTPS endpoint whose certificate that CA signed, on reused
 //! connections; without it, `run` refuses to start naming the untrusted
 //! certificate and the fix; and a missing or malformed bundle stops every
-//! subcommand that calls AWS, naming the variable, before any call.
+//! subcommand that calls AWS, naming the variable, before any call; `doctor`
+//! names the bundle it trusts.
 //!
 //! The HTTPS endpoint is the benchmark's (`bench-endpoint` in TLS mode, a CA
 //! generated for the test): moto serves plain HTTP only, and what is tested
@@ -119,4 +120,24 @@ async fn a_broken_bundle_stops_every_aws_subcommand_naming_the_variable_before_a
         assert!(said.contains("not checked: AWS_CA_BUNDLE is wrong"), "{said}");
     }
     assert_eq!(endpoint.stats()["connections"], 0, "no call was made: {}", endpoint.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_names_the_bundle_it_trusts_and_its_calls_go_over_tls() {
+    let (endpoint, ca) = https_endpoint("doctor").await;
+    let queue = format!("{}/123456789012/bench", endpoint.url());
+    let env = [("SQS_QUEUE_URL", queue.as_str()), ("DYNAMODB_TABLE_NAME", "Students"), ("AWS_CA_BUNDLE", shown(&ca))];
+    let doctor = worker(&endpoint.url(), &["doctor"], &env).await;
+    let said = text(&doctor);
+    let endpoint_line = format!(
+        "[pass] endpoint: {} (from AWS_ENDPOINT_URL), trusting the CAs of AWS_CA_BUNDLE={} too",
+        endpoint.url(),
+        shown(&ca)
+    );
+    assert!(said.contains(&endpoint_line), "{said}");
+    // The bench endpoint knows no DescribeTable, but the queue's attributes
+    // are read over HTTPS through the bundle's CA.
+    assert!(said.contains(&format!("[pass] queue: {queue}: exists")), "{said}");
+    assert!(!said.contains("trusted CAs"), "a good bundle is no failed check: {said}");
+    assert_eq!(endpoint.stats()["tls_handshake_failures"], 0, "{}", endpoint.stats());
 }

@@ -8,7 +8,7 @@
 //! panics on a certificate it cannot parse, so nothing unchecked reaches it,
 //! and a wrong bundle stops the process naming the variable, never a call.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_smithy_http_client::proxy::ProxyConfig;
@@ -38,10 +38,13 @@ pub async fn load_defaults() -> Result<SdkConfig, ConfigError> {
 /// The HTTPS client trusting `AWS_CA_BUNDLE`'s certificates, or `None`
 /// when the variable is unset or blank (the SDK's own default client).
 pub fn http_client_from_env() -> Result<Option<SharedHttpClient>, ConfigError> {
-    match std::env::var_os(CA_BUNDLE_VARIABLE) {
-        Some(path) if !path.is_empty() => https_client(&read_bundle(Path::new(&path))?).map(Some),
-        _ => Ok(None),
-    }
+    bundle_path().map(|path| https_client(&read_bundle(&path)?)).transpose()
+}
+
+/// The path `AWS_CA_BUNDLE` names; `None` when it is unset or blank, which
+/// means the system's roots alone.
+pub fn bundle_path() -> Option<PathBuf> {
+    std::env::var_os(CA_BUNDLE_VARIABLE).filter(|path| !path.is_empty()).map(PathBuf::from)
 }
 
 /// The bundle at `path`, read and checked.

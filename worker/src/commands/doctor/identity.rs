@@ -16,7 +16,7 @@ use aws_credential_types::provider::ProvideCredentials;
 use super::report::Check;
 use crate::aws::error::AwsError;
 use crate::aws::explain::{Subject, explain};
-use crate::aws::trust::CA_BUNDLE_VARIABLE;
+use crate::aws::trust::{self, CA_BUNDLE_VARIABLE};
 
 /// ECS sets this in a task's environment when a task role is attached.
 const ECS_CREDENTIALS_VARIABLES: [&str; 2] =
@@ -67,10 +67,8 @@ pub fn endpoint(sdk: &SdkConfig, region: &str) -> Check {
 
 /// The extra CAs trusted, when `AWS_CA_BUNDLE` names some.
 fn trusting() -> String {
-    match std::env::var(CA_BUNDLE_VARIABLE) {
-        Ok(path) if !path.is_empty() => format!(", trusting the CAs of {CA_BUNDLE_VARIABLE}={path} too"),
-        _ => String::new(),
-    }
+    trust::bundle_path()
+        .map_or_else(String::new, |path| format!(", trusting the CAs of {CA_BUNDLE_VARIABLE}={} too", path.display()))
 }
 
 /// The account check: whose account the credentials act in, by
