@@ -241,8 +241,8 @@ def memory_kib(pid):
     return found
 
 
-def function_env(endpoint_url, runtime_api, memory_mb):
-    env = child_env(endpoint_url, CONCURRENCY)
+def function_env(endpoint, runtime_api, memory_mb):
+    env = child_env(endpoint, CONCURRENCY)
     for name in ("SQS_QUEUE_URL", "WORKER_EXIT_WHEN_EMPTY"):  # `run`'s, not the function's
         env.pop(name)
     env.update({
@@ -271,7 +271,7 @@ def run_once(binary, endpoint, batches, latency_ms, memory_mb):
         at_first_next["cpu"] = cpu_seconds(process.pid)
 
     api = RuntimeApi(events, on_first_next)
-    env = function_env(endpoint.url, api.address, memory_mb)
+    env = function_env(endpoint, api.address, memory_mb)
     devnull, stderr = open(os.devnull, "w"), tempfile.TemporaryFile()
     spawned = time.monotonic()
     # Logs (JSON lines at info and an EMF line per invocation, on stdout) go
@@ -402,7 +402,8 @@ def report(args, results, started_load, started_at):
 def main():
     args = parse_args()
     binary = args.worker or os.path.join(args.root, "target/release/student-worker")
-    endpoint = Endpoint(os.path.join(args.root, "target/release/bench-endpoint"))
+    # Plain HTTP: the function's TLS costs are the same as `run`'s, measured by bench/run.py.
+    endpoint = Endpoint(os.path.join(args.root, "target/release/bench-endpoint"), "http", tempfile.gettempdir())
     started_load, started_at = loadavg(), datetime.datetime.now(datetime.timezone.utc)
     results = {}
     try:
