@@ -171,6 +171,8 @@ def run_once(command, env, endpoint, messages, latency_ms, throttle_rate):
         "cpu_seconds": cpu,
         "peak_rss_mb": hwm_kib / 1024,
         "wait4_maxrss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        # How often the child slept (each wake-up starts with colder caches).
+        "sleeps_per_message": usage.ru_nvcsw / per,
         "calls_per_message": sum(calls.values()) / per,
         "calls": {op: n / per for op, n in calls.items()},
         "first_receive_ms": (stats["first_receive_unix"] - spawned) * 1000,
