@@ -63,9 +63,10 @@ FARGATE_VCPU_HOUR_USD = 0.04048
 FARGATE_GB_HOUR_USD = 0.004445
 ECS_TASK_VCPU, ECS_TASK_GB = 0.25, 0.5  # task-definition.json's cpu 256 / memory 512
 HOURS_PER_MONTH = 730
-# The ECS worker's figures, docs/performance.md (Results, `scripts/bench --reps 5`):
+# The ECS worker's figures over HTTPS, as on AWS: docs/performance.md, run 1 of
+# bench/results/2026-12-03-run1.json (`scripts/bench`, medians of 3).
 # added latency ms -> (messages/s at concurrency 32 on one core, CPU µs per message).
-ECS_FIGURES = {0: (12050, 90), 5: (5541, 129), 20: (1513, 187)}
+ECS_FIGURES = {0: (9486, 105), 5: (5612, 154), 20: (1534, 204)}
 
 
 def parse_args():
